@@ -1,0 +1,28 @@
+"""Attacks: prompt-level ones turn behaviors into requests; weight-level ones tamper with the model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from harness.model import Model
+from harness.types import Behavior, Message, Request, Sampling
+
+
+class Attack:
+    name = "attack"
+
+    def describe(self) -> dict[str, Any]:
+        return {"attack": self.name}
+
+    def tamper(self, model: Model) -> Model:
+        """Weight-level attacks return another model (e.g. fine-tuned); prompt-level ones return it unchanged."""
+        return model
+
+    def requests(self, behaviors: Sequence[Behavior], model: Model, sampling: Sampling) -> list[Request]:
+        raise NotImplementedError
+
+    def ask(self, behavior: Behavior, sampling: Sampling, **fields: Any) -> Request:
+        """The plain chat for a behavior: one user turn holding its query."""
+        fields.setdefault("messages", (Message(role="user", content=behavior.query()),))
+        return Request(behavior_id=behavior.id, sampling=sampling, attack=self.name, **fields)

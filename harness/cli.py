@@ -1,0 +1,75 @@
+"""Shared CLI plumbing: build plugins from a Hydra config, turn user errors into one clear line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+from omegaconf import DictConfig
+
+from harness.errors import HarnessError
+
+log = logging.getLogger("harness")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_error(exc: BaseException) -> HarnessError | None:
+    """The HarnessError behind an exception (Hydra wraps errors raised in constructors)."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, HarnessError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def exits_cleanly(fn: F) -> F:
+    """Print user errors (bad values, missing data or weights) as one message and exit 2."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from hydra.errors import InstantiationException
+
+        try:
+            return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            log.error("interrupted; everything generated so far is in records.jsonl and a re-run resumes")
+            sys.exit(130)
+        except (HarnessError, InstantiationException) as exc:
+            cause = user_error(exc)
+            message = str(cause) if cause is not None else str(exc)
+            log.error("%s", message)
+            print(f"error: {message}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def instantiate(node: DictConfig, **kwargs: Any) -> Any:
+    from hydra.utils import instantiate as hydra_instantiate
+
+    return hydra_instantiate(node, _convert_="all", **kwargs)
+
+
+def build_experiment(cfg: DictConfig):
+    from harness.run import Experiment
+    from harness.types import Sampling
+
+    try:
+        sampling = Sampling(**cfg.sampling)
+    except Exception as exc:  # pydantic's message names the field and the bound
+        raise HarnessError(f"bad sampling settings: {exc}") from None
+    return Experiment(
+        model=instantiate(cfg.model),
+        benchmark=instantiate(cfg.benchmark),
+        attack=instantiate(cfg.attack),
+        defense=instantiate(cfg.defense),
+        judge=instantiate(cfg.judge),
+        engine=instantiate(cfg.engine),
+        sampling=sampling,
+        out_dir=Path(cfg.out_dir),
+    )

@@ -1,0 +1,22 @@
+"""Defenses: training ones `harden` the model, inference-time ones `wrap` the engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.engine import Engine
+from harness.model import Model
+
+
+class Defense:
+    name = "none"
+
+    def describe(self) -> dict[str, Any]:
+        """What changes outputs; part of the run hash."""
+        return {"defense": self.name}
+
+    def harden(self, model: Model) -> Model:
+        return model
+
+    def wrap(self, engine: Engine) -> Engine:
+        return engine

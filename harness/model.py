@@ -1,0 +1,224 @@
+"""Model cards and the handle every plugin uses to reach a model.
+
+A card (`conf/model/*.yaml`) says where weights come from (hub id + pinned revision, a
+local folder, a packaged GGUF, a model the harness trained) and how to talk to the model
+(chat template, system prompt, dtype). The subclasses differ only in how they produce a
+local Hugging Face folder (`resolve`); tokenizer, weights and prompt rendering are shared.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import HarnessError, ModelUnavailable, choices
+from harness.types import Message, content_hash
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+DTYPES = ("float32", "bfloat16", "float16", "auto")
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("HARNESS_CACHE_DIR", Path.home() / ".cache" / "harness"))
+
+
+class Model:
+    """A model card plus lazily loaded tokenizer and weights.
+
+    Subclasses implement `resolve()` (return a local folder with config, weights and
+    tokenizer) and `source()` (what identifies the weights, for cache keys and records).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        dtype: str = "float32",
+        chat_template: str | None = None,
+        system_prompt: str | None = None,
+        safety_system_prompt: str | None = None,
+        trust_remote_code: bool = False,
+        cache_dir: str | os.PathLike | None = None,
+        device: str = "auto",
+        description: str = "",
+    ) -> None:
+        if dtype not in DTYPES:
+            raise HarnessError(f"model.dtype={dtype!r} is not supported; choose one of {choices(DTYPES)}")
+        self.name = name
+        self.dtype = dtype
+        self.chat_template = chat_template
+        self.system_prompt = system_prompt
+        self.safety_system_prompt = safety_system_prompt
+        self.trust_remote_code = trust_remote_code
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.device = device
+        self.description = description
+
+    # --- what subclasses provide -------------------------------------------------
+    def resolve(self) -> Path:
+        raise NotImplementedError
+
+    def source(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # --- identity ----------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        """Stable identity of weights + prompt format; goes into records and cache keys."""
+        return f"{self.name}@{content_hash(self.card())}"
+
+    def card(self) -> dict[str, Any]:
+        return {
+            "source": self.source(),
+            "chat_template": self.chat_template,
+            "system_prompt": self.system_prompt,
+            "dtype": self.dtype,
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.id})"
+
+    # --- artefacts ---------------------------------------------------------------
+    @cached_property
+    def folder(self) -> Path:
+        return self.resolve()
+
+    def tokenizer_folder(self) -> Path:
+        """Where the tokenizer lives; subclasses may provide it without the weights."""
+        return self.folder
+
+    @cached_property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(self.tokenizer_folder(), trust_remote_code=self.trust_remote_code)
+        if self.chat_template:
+            tok.chat_template = self.chat_template
+        if not tok.chat_template:
+            raise HarnessError(
+                f"model {self.name!r} ({self.folder}) has no chat template. Give the card one: "
+                f"model.chat_template='<jinja template>' (or a card whose tokenizer ships one)."
+            )
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        tok.padding_side = "left"
+        return tok
+
+    @cached_property
+    def torch_device(self) -> torch.device:
+        import torch
+
+        if self.device != "auto":
+            return torch.device(self.device)
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    @cached_property
+    def hf(self) -> PreTrainedModel:
+        """The transformers model, loaded once, in eval mode on `torch_device`."""
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        dtype = "auto" if self.dtype == "auto" else getattr(torch, self.dtype)
+        log.info("loading %s from %s (%s)", self.name, self.folder, self.dtype)
+        model = AutoModelForCausalLM.from_pretrained(
+            self.folder, dtype=dtype, trust_remote_code=self.trust_remote_code
+        )
+        return model.to(self.torch_device).eval()
+
+    # --- prompts -----------------------------------------------------------------
+    def chat(self, messages: tuple[Message, ...] | list[Message]) -> list[dict[str, str]]:
+        """Messages as the template wants them, with the card's system prompt if it has one."""
+        out = [m.model_dump() for m in messages]
+        if self.system_prompt is not None and not any(m["role"] == "system" for m in out):
+            out.insert(0, {"role": "system", "content": self.system_prompt})
+        return out
+
+    def template_text(self, messages: tuple[Message, ...] | list[Message]) -> str:
+        """The chat rendered by the model's own template, assistant turn open."""
+        return self.tokenizer.apply_chat_template(
+            self.chat(messages), tokenize=False, add_generation_prompt=True
+        )
+
+    def prompt_ids(self, messages: tuple[Message, ...] | list[Message], prefill: str = "") -> list[int]:
+        """Token ids of the rendered chat followed by the prefill's own tokens.
+
+        The two parts are tokenized separately so the prefill is exactly the tokens the
+        attack counted, never merged with the template's last token.
+        """
+        tok = self.tokenizer
+        ids = tok(self.template_text(messages), add_special_tokens=False).input_ids
+        if prefill:
+            ids = ids + tok(prefill, add_special_tokens=False).input_ids
+        return ids
+
+    def first_tokens(self, text: str, k: int) -> tuple[str, int]:
+        """The first k tokens of `text` in this model's tokenizer, as text, and how many there were."""
+        ids = self.tokenizer(text, add_special_tokens=False).input_ids[:k]
+        return self.tokenizer.decode(ids), len(ids)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+
+class LocalModel(Model):
+    """Weights in a local Hugging Face folder (including models the harness trained)."""
+
+    def __init__(self, path: str | os.PathLike, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.path = Path(path)
+
+    def source(self) -> dict[str, Any]:
+        return {"path": str(self.path.resolve())}
+
+    def resolve(self) -> Path:
+        if not (self.path / "config.json").is_file():
+            raise ModelUnavailable(
+                f"model {self.name!r}: {self.path} is not a Hugging Face model folder (no config.json). "
+                f"Pass model.path=<folder with config.json, weights and tokenizer>."
+            )
+        return self.path
+
+
+class HubModel(Model):
+    """A Hugging Face hub model at a pinned revision; `path` points at a local copy instead."""
+
+    def __init__(
+        self, hub_id: str, revision: str | None = None, path: str | None = None, **kw: Any
+    ) -> None:
+        super().__init__(**kw)
+        self.hub_id = hub_id
+        self.revision = revision
+        self.path = path
+
+    def source(self) -> dict[str, Any]:
+        return {"hub_id": self.hub_id, "revision": self.revision, "path": self.path}
+
+    def resolve(self) -> Path:
+        if self.path:
+            return LocalModel(self.path, name=self.name).resolve()
+        from huggingface_hub import snapshot_download
+
+        patterns = ["*.json", "*.safetensors", "*.model", "*.jinja", "*.txt"]
+        if self.trust_remote_code:
+            patterns.append("*.py")
+        try:
+            return Path(snapshot_download(self.hub_id, revision=self.revision, allow_patterns=patterns, local_files_only=True))
+        except Exception:  # not in the local hub cache: try the hub
+            pass
+        try:
+            return Path(snapshot_download(self.hub_id, revision=self.revision, allow_patterns=patterns))
+        except Exception as exc:  # noqa: BLE001 - every hub failure gets the same advice
+            raise ModelUnavailable(
+                f"model {self.name!r}: weights for {self.hub_id}"
+                f"{' @ ' + self.revision if self.revision else ''} are not in the local Hugging Face cache "
+                f"and could not be downloaded ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).\n"
+                f"Either get hub access (accept the license at https://huggingface.co/{self.hub_id}, then "
+                f"`hf auth login` or set HF_TOKEN) or download the weights and pass model.path=/path/to/folder."
+            ) from None

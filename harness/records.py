@@ -1,0 +1,60 @@
+"""The records file: one JSON line per judged completion, appended as produced.
+
+Appends are flushed and fsynced per batch. A line cut short by a crash (kill -9 mid-write)
+is not a record: on open it is dropped and the file truncated back to its last full line.
+Later lines win over earlier ones with the same key (a re-judged completion).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from harness.types import Record
+
+log = logging.getLogger(__name__)
+
+
+class RecordStore:
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def load(self) -> dict[str, Record]:
+        """Every complete record, latest per key. Repairs a torn last line."""
+        if not self.path.exists():
+            return {}
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            cut = data.rfind(b"\n") + 1
+            log.warning("%s: dropping a partly written last line (%d bytes) left by an interrupted run", self.path, len(data) - cut)
+            with open(self.path, "r+b") as f:
+                f.truncate(cut)
+            data = data[:cut]
+        records: dict[str, Record] = {}
+        bad = 0
+        for line in data.decode("utf-8", errors="replace").splitlines():
+            if not line.strip():
+                continue
+            try:
+                record = Record.model_validate_json(line)
+            except ValidationError:
+                bad += 1
+                continue
+            records[record.key] = record
+        if bad:
+            log.warning("%s: ignored %d lines that are not records of this harness version", self.path, bad)
+        return records
+
+    def append(self, records: Iterable[Record]) -> None:
+        lines = "".join(r.model_dump_json() + "\n" for r in records)
+        if not lines:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(lines)
+            f.flush()
+            os.fsync(f.fileno())

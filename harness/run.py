@@ -1,0 +1,99 @@
+"""The run loop: behaviors -> (defense, attack) -> requests -> engine -> judge -> records -> tables.
+
+Everything is appended to `<out_dir>/records.jsonl` batch by batch as it is produced. A
+re-run of the same configuration reuses every completion already there (same model,
+defense, engine settings and request => same key) and only re-judges those whose judge
+changed, so an interrupted run resumes and a new judge costs no generation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from harness import report
+from harness.attack import Attack
+from harness.benchmark import Benchmark
+from harness.defense import Defense
+from harness.engine import Engine
+from harness.judge import Judge
+from harness.model import Model
+from harness.records import RecordStore
+from harness.types import Completion, Record, Request, Sampling, content_hash
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Experiment:
+    model: Model
+    benchmark: Benchmark
+    attack: Attack
+    defense: Defense
+    judge: Judge
+    engine: Callable[[Model], Engine]  # built once the (possibly hardened/tampered) model is known
+    sampling: Sampling
+    out_dir: Path
+
+
+@dataclass
+class Outcome:
+    table: pd.DataFrame
+    records: list[Record]
+    generated: int
+    reused: int
+    rejudged: int
+    seconds: float
+
+
+def run(exp: Experiment) -> Outcome:
+    start = time.perf_counter()
+    behaviors = exp.benchmark.load()
+    log.info("benchmark %s: %d behaviors", exp.benchmark.name, len(behaviors))
+    model = exp.attack.tamper(exp.defense.harden(exp.model))
+    requests = exp.attack.requests(behaviors, model, exp.sampling)
+    engine = exp.defense.wrap(exp.engine(model))
+    setup = content_hash({"model": model.id, "defense": exp.defense.describe(), "engine": engine.describe()})
+    by_id = {b.id: b for b in behaviors}
+
+    def record(completion: Completion, verdict) -> Record:
+        return Record(run=setup, model=model.name, defense=exp.defense.name, benchmark=exp.benchmark.name,
+                      behavior=by_id[completion.request.behavior_id], completion=completion, verdict=verdict)
+
+    store = RecordStore(exp.out_dir / "records.jsonl")
+    existing = store.load()
+    keys = {f"{setup}:{r.key}:{s}": r for r in requests for s in range(r.sampling.n)}
+    have = {k: existing[k] for k in keys if k in existing}
+    todo: list[Request] = list({keys[k].key: keys[k] for k in keys if k not in have}.values())
+    stale = [r for r in have.values() if r.verdict.judge != exp.judge.id]
+    if have:
+        log.info("resuming: %d of %d completions already in %s; %d to generate, %d to re-judge",
+                 len(have), len(keys), store.path, sum(r.sampling.n for r in todo), len(stale))
+
+    def judged(completions: list[Completion]) -> list[Record]:
+        pairs = [(by_id[c.request.behavior_id], c) for c in completions]
+        return [record(c, v) for c, v in zip(completions, exp.judge.judge(pairs), strict=True)]
+
+    if stale:
+        fresh = judged([r.completion for r in stale])
+        store.append(fresh)
+        have.update({r.key: r for r in fresh})
+    generated = 0
+    if todo:
+        for batch in engine.stream(todo):
+            # a partial request (fewer than n samples stored) regenerates all n; keep the stored ones
+            fresh = [r for r in judged(batch) if r.key not in have]
+            store.append(fresh)
+            have.update({r.key: r for r in fresh})
+            generated += len(batch)
+    records = [have[k] for k in keys]
+    table = report.write(records, exp.out_dir)
+    return Outcome(table=table, records=records, generated=generated, reused=len(keys) - generated,
+                   rejudged=len(stale), seconds=time.perf_counter() - start)
+
+

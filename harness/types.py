@@ -1,0 +1,119 @@
+"""The typed core: what flows between benchmarks, attacks, engines, judges and the report.
+
+Every value here is immutable and JSON-serialisable, so a `Record` is one line of
+`records.jsonl` and can be read back exactly (`Record.model_validate_json`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def digest(self) -> str:
+        """A stable content hash (16 hex digits) of this value."""
+        return content_hash(self.model_dump(mode="json"))
+
+
+def content_hash(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+class Behavior(Frozen):
+    """One test case of a benchmark."""
+
+    id: str
+    prompt: str
+    category: str = ""
+    target: str = ""  # affirmative response prefix ("Sure, here is ...")
+    context: str = ""  # HarmBench contextual behaviors: the context string
+    harmful_prefix: str = ""  # a harmful answer prefix, when the benchmark ships one (HEx-PHI)
+    label: Literal["harmful", "benign"] = "harmful"
+    reference: str = ""  # reference answer for utility benchmarks (GSM8K final number)
+    source: str = ""
+
+    def query(self) -> str:
+        """The user turn: the request, after its context when it has one (HarmBench's format)."""
+        return f"{self.context}\n\n---\n\n{self.prompt}" if self.context else self.prompt
+
+
+class Message(Frozen):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Sampling(Frozen):
+    """Decoding parameters. temperature 0 means greedy; top_k 0 means off."""
+
+    temperature: float = Field(0.0, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0)
+    max_tokens: int = Field(64, ge=1)
+    n: int = Field(1, ge=1)
+    seed: int = 0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+class Request(Frozen):
+    """What an engine is asked to generate: a chat, an optional assistant prefill, sampling."""
+
+    behavior_id: str
+    messages: tuple[Message, ...]
+    prefill: str = ""  # text the assistant turn starts with; the completion continues it
+    prefill_tokens: int = 0  # length of the prefill in the target model's tokens
+    sampling: Sampling = Sampling()
+    attack: str = "direct"
+    params: dict[str, Any] = Field(default_factory=dict)  # attack parameters, e.g. {"k": 10}
+
+    @property
+    def key(self) -> str:
+        return self.digest()
+
+
+class Completion(Frozen):
+    request: Request
+    sample: int = 0  # index among the request's n samples
+    text: str  # the continuation only; the prefill stays in request.prefill
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: Literal["stop", "length", "error"] = "stop"
+    engine: str = ""
+    model: str = ""
+
+
+class Verdict(Frozen):
+    """A judge's label. A judge failure sets `error` and leaves `harmful` None: never safe, never unsafe."""
+
+    harmful: bool | None
+    refused: bool | None = None  # did the model decline (over-refusal on benign prompts)
+    score: float | None = None
+    judge: str
+    rationale: str = ""
+    error: str = ""
+
+
+class Record(Frozen):
+    """One line of records.jsonl: a judged completion, with the hash of the set-up that produced it."""
+
+    run: str  # hash of model + defense + engine settings: the generation set-up
+    model: str
+    defense: str
+    benchmark: str
+    behavior: Behavior
+    completion: Completion
+    verdict: Verdict
+
+    @property
+    def key(self) -> str:
+        """Identifies the generation: the same key means the same completion can be reused."""
+        return f"{self.run}:{self.completion.request.key}:{self.completion.sample}"
