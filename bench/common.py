@@ -1,0 +1,35 @@
+"""Shared bench plumbing: where results go, the machine they ran on, writing JSON + Markdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "results" / "bench"
+DATA = Path(os.environ.get("HARNESS_DATA_DIR", ROOT.parent / "shared" / "data"))
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    info = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
+            "threads": torch.get_num_threads(), "processor": platform.processor() or platform.machine()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def write(name: str, rows: list[dict[str, Any]], summary: dict[str, Any], notes: str = "") -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    payload = {"bench": name, "machine": machine(), "summary": summary, "rows": rows}
+    (OUT / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    md = [f"# {name}", "", notes, "", pd.DataFrame(rows).to_markdown(index=False, floatfmt=".2f"), "",
+          "```json", json.dumps({"machine": payload["machine"], "summary": summary}, indent=2), "```", ""]
+    (OUT / f"{name}.md").write_text("\n".join(md))
+    return OUT / f"{name}.md"
