@@ -19,8 +19,13 @@ log = logging.getLogger("harness")
 @exits_cleanly
 def main(cfg: DictConfig) -> float:
     from harness import report
+    from harness.cli import instantiate
     from harness.run import run
 
+    if cfg.get("driver") is not None:  # an experiment that composes several runs
+        table = instantiate(cfg.driver)()
+        print(report.markdown(table))
+        return float("nan")
     exp = build_experiment(cfg)
     outcome = run(exp)
     print(report.markdown(outcome.table))

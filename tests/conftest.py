@@ -29,8 +29,11 @@ def smollm2_tokenizer_source():
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory, smollm2_tokenizer_source):
     """A tiny random Llama (head_dim 32) with the SmolLM2 tokenizer, built for this test session."""
+    from harness.model import LocalModel
     from harness.tiny_model import TinyModel
 
+    if os.environ.get("HARNESS_TEST_TINY"):  # a prebuilt tiny folder (e.g. carried to a GPU machine)
+        return LocalModel(os.environ["HARNESS_TEST_TINY"], name="tiny", cache_dir=tmp_path_factory.mktemp("cache"))
     return TinyModel(name="tiny", tokenizer_from=smollm2_tokenizer_source, cache_dir=tmp_path_factory.mktemp("cache"))
 
 

@@ -1,0 +1,106 @@
+"""experiment=shallow_vs_deep: prefill ASR at several k for base, aligned and deep-aligned
+models side by side, plus how often each answers benign prompts (over-refusal), and the
+per-token KL of each aligned model against the base.
+
+Builds whatever model is missing (training is cached), and every evaluation is an ordinary
+run folder under `out_dir/<model>/...`, so it resumes like any run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from attacks.direct import DirectAttack
+from attacks.prefill import PrefillAttack
+from defenses.none import NoDefense
+from harness import kl, report
+from harness.answers import sample_answers
+from harness.benchmark import Benchmark
+from harness.engine import Engine
+from harness.judge import Judge
+from harness.model import Model
+from harness.run import Experiment, run
+from harness.types import Sampling
+
+log = logging.getLogger(__name__)
+
+
+class ShallowVsDeep:
+    def __init__(self, models: Mapping[str, Model], harmful: Benchmark, benign: Mapping[str, Benchmark], judge: Judge,
+                 engine: Callable[[Model], Engine], sampling: Mapping, out_dir: str, lengths: Sequence[int] = (0, 5, 10, 20, 40),
+                 reference: str = "base", kl_pairs: int = 30, kl_positions: int = 20) -> None:
+        self.models = dict(models)
+        self.harmful = harmful
+        self.benign = dict(benign)
+        self.judge = judge
+        self.engine = engine
+        self.sampling = Sampling(**sampling)
+        self.out = Path(out_dir)
+        self.lengths = list(lengths)
+        self.reference = reference
+        self.kl_pairs = kl_pairs
+        self.kl_positions = kl_positions
+
+    def evaluate(self, model: Model, bench: Benchmark, attack) -> pd.DataFrame:
+        folder = self.out / model.name / bench.name / attack.name
+        return run(Experiment(model, bench, attack, NoDefense(), self.judge, self.engine, self.sampling, folder)).table
+
+    def __call__(self) -> pd.DataFrame:
+        rows = []
+        for label, model in self.models.items():
+            row: dict = {"model": label}
+            prefill = self.evaluate(model, self.harmful, PrefillAttack(self.lengths))
+            for r in prefill.itertuples():
+                row[f"ASR k={int(r.k)}"] = r.asr
+            for name, bench in self.benign.items():
+                table = self.evaluate(model, bench, DirectAttack())
+                row[f"answered {name}"] = 100.0 - float(table["refusal"].iloc[0])
+            rows.append(row)
+        kl_rows = self.kl_analysis()
+        side = pd.DataFrame(rows)
+        if kl_rows:
+            side = side.merge(pd.DataFrame(kl_rows), on="model", how="left")
+        self.out.mkdir(parents=True, exist_ok=True)
+        side.to_csv(self.out / "shallow_vs_deep.csv", index=False)
+        (self.out / "shallow_vs_deep.md").write_text(report.markdown(side) + "\n")
+        self.plot(side)
+        return side
+
+    def kl_analysis(self) -> list[dict]:
+        if self.reference not in self.models or not self.kl_pairs:
+            return []
+        base = self.models[self.reference]
+        behaviors = self.harmful.load()
+        answers = sample_answers(base, behaviors)
+        pairs = [(b, answers[b.id]) for b in behaviors if b.id in answers][: self.kl_pairs]
+        out = []
+        for label, model in self.models.items():
+            if label == self.reference:
+                continue
+            stats = kl.analyse(model, base, pairs, self.out / "kl" / label, self.kl_positions)
+            out.append({"model": label, "KL first 5": stats["kl_first_5"], "KL total": stats["kl_total"],
+                        "KL share first 5 (%)": 100 * stats["share_first_5"]})
+        return out
+
+    def plot(self, side: pd.DataFrame) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for _, row in side.iterrows():
+            ax.plot(self.lengths, [row.get(f"ASR k={k}") for k in self.lengths], marker="o", label=row["model"])
+        ax.set_xlabel("prefilled harmful tokens k")
+        ax.set_ylabel("attack success rate (%)")
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.set_title(f"Prefilling attack on {self.harmful.name}")
+        fig.tight_layout()
+        fig.savefig(self.out / "shallow_vs_deep.png", dpi=120)
+        plt.close(fig)

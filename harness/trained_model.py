@@ -1,0 +1,31 @@
+"""A model card for a model the harness trains itself: a base card plus a training recipe
+(a training defense such as safety_sft). Resolving it trains once, then reuses the cache.
+
+    python -m harness model=smollm2-aligned     # builds the aligned model on first use
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.defense import Defense
+from harness.model import Model
+
+
+class TrainedModel(Model):
+    def __init__(self, name: str, base: Model, recipe: Defense, description: str = "") -> None:
+        super().__init__(name=name, dtype=base.dtype, chat_template=base.chat_template, system_prompt=base.system_prompt,
+                         safety_system_prompt=base.safety_system_prompt, trust_remote_code=base.trust_remote_code,
+                         cache_dir=base.cache_dir, device=base.device, description=description)
+        self.base = base
+        self.recipe = recipe
+
+    def source(self) -> dict[str, Any]:
+        return {"base": self.base.id, "recipe": self.recipe.describe()}
+
+    def resolve(self) -> Path:
+        return self.recipe.harden(self.base).folder
+
+    def tokenizer_folder(self) -> Path:
+        return self.base.tokenizer_folder()  # training never changes the tokenizer
