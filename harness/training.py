@@ -77,6 +77,10 @@ class Batch:
     example: torch.Tensor  # [N] example index in the batch
     keys: list[str]  # example digests, for objectives that precompute per-example values
 
+    def to(self, device: Any) -> Batch:
+        tensors = {k: v.to(device) for k, v in vars(self).items() if hasattr(v, "to")}
+        return Batch(**{**vars(self), **tensors})
+
 
 class Objective:
     """Per-token loss over response tokens. `prepare` may precompute (e.g. reference log-probs)."""
@@ -132,14 +136,14 @@ class Encoder:
                      torch.tensor(weights, dtype=torch.float32), torch.tensor(example), [e.digest() for e in examples])
 
 
-def token_logprobs(hf: Any, batch: Batch, device: Any) -> torch.Tensor:
+def token_logprobs(hf: Any, batch: Batch) -> torch.Tensor:
     """log p(target) at the trained positions only: the LM head runs on those rows alone."""
     import torch
 
-    hidden = hf.get_decoder()(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device)).last_hidden_state
-    rows = hidden.reshape(-1, hidden.shape[-1])[batch.positions.to(device)]
+    hidden = hf.get_decoder()(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+    rows = hidden.reshape(-1, hidden.shape[-1])[batch.positions]
     logits = hf.get_output_embeddings()(rows).float()
-    return torch.log_softmax(logits, dim=-1).gather(1, batch.targets.to(device)[:, None]).squeeze(1)
+    return torch.log_softmax(logits, dim=-1).gather(1, batch.targets[:, None]).squeeze(1)
 
 
 DataFn = Callable[[int], Sequence[Example]]  # epoch -> examples (recipes may redraw per epoch)
@@ -212,9 +216,9 @@ def _train_into(out: Path, model: Model, data_fn: DataFn, first: list[Example], 
             group = chunks[i : i + settings.grad_accum]
             step_loss = 0.0
             for chunk in group:
-                batch = encode(chunk)
+                batch = encode(chunk).to(device)
                 with autocast:
-                    loss = objective.loss(token_logprobs(hf, batch, device), batch) / len(group)
+                    loss = objective.loss(token_logprobs(hf, batch), batch) / len(group)
                 loss.backward()
                 step_loss += loss.item()
                 tokens += int(batch.attention_mask.sum())

@@ -27,8 +27,8 @@ def test_kl_matches_a_direct_computation_and_shows_where_training_acted(tiny, tm
     prompt = tiny.prompt_ids((Message(role="user", content=b.prompt),))
     ids = torch.tensor([prompt + tiny.tokenizer(answer, add_special_tokens=False).input_ids[:5]])
     with torch.no_grad():
-        p = torch.log_softmax(trained.hf(input_ids=ids).logits[0, len(prompt) - 1 + 2].float(), -1)
-        q = torch.log_softmax(tiny.hf(input_ids=ids).logits[0, len(prompt) - 1 + 2].float(), -1)
+        p = torch.log_softmax(trained.hf(input_ids=ids.to(trained.hf.device)).logits[0, len(prompt) + 1].float().cpu(), -1)
+        q = torch.log_softmax(tiny.hf(input_ids=ids.to(tiny.hf.device)).logits[0, len(prompt) + 1].float().cpu(), -1)
     assert table["kl"][2] == pytest.approx(float((p.exp() * (p - q)).sum()), rel=1e-4)
     # trained to refuse at the first response token: the refusal start became likely there
     assert table["p_refusal_start[tiny-kl]"][0] > 0.5 > table["p_refusal_start[tiny]"][0]
