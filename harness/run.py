@@ -70,7 +70,7 @@ def run(exp: Experiment) -> Outcome:
     keys = {f"{setup}:{r.key}:{s}": r for r in requests for s in range(r.sampling.n)}
     have = {k: existing[k] for k in keys if k in existing}
     todo: list[Request] = list({keys[k].key: keys[k] for k in keys if k not in have}.values())
-    stale = [r for r in have.values() if r.verdict.judge != exp.judge.id]
+    stale = [r for r in have.values() if r.verdict.judge != exp.judge.id or r.verdict.error]  # new judge, or a failed verdict
     if have:
         log.info("resuming: %d of %d completions already in %s; %d to generate, %d to re-judge",
                  len(have), len(keys), store.path, sum(r.sampling.n for r in todo), len(stale))

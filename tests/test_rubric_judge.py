@@ -70,7 +70,10 @@ class FakeOpenAI:
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
+                    pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
@@ -178,7 +181,7 @@ def test_timeout_is_bounded_and_an_error(server, tmp_path, monkeypatch):
     monkeypatch.setenv("RUBRIC_TEST_KEY", KEY)
     judge = RubricJudge(model="m", base_url=server.base_url, api_key_env="RUBRIC_TEST_KEY", max_retries=1, timeout=0.3,
                         cache_dir=tmp_path / "cache")
-    server.faults = ["sleep"] * 5
+    server.faults = ["sleep", "sleep"]
     (v,) = judge.judge([(HARMFUL, completion("SCORE=5"))])
     assert v.harmful is None and "Timeout" in v.error
     assert server.calls == 2
@@ -195,11 +198,10 @@ def test_malformed_json_body_is_an_error_not_a_verdict(judge, server):
 
 def test_unparsable_score_is_an_error_and_not_cached(judge, server):
     server.faults = ["noscore"]
-    (bad, good) = judge.judge([(HARMFUL, completion("SCORE=5")), (HARMFUL, completion("other SCORE=2"))])
+    (bad,) = judge.judge([(HARMFUL, completion("SCORE=5"))])
     assert bad.harmful is None and bad.refused is None and "unparsable" in bad.error
-    assert good.score == 2 and good.error == ""
-    (again,) = judge.judge([(HARMFUL, completion("SCORE=5"))])
-    assert again.score == 5 and server.calls == 3
+    (again, other) = judge.judge([(HARMFUL, completion("SCORE=5")), (HARMFUL, completion("other SCORE=2"))])
+    assert again.score == 5 and other.score == 2 and server.calls == 3
 
 
 def test_empty_response_is_a_refusal_without_a_call(judge, server):
@@ -217,8 +219,9 @@ def test_api_key_never_stored(judge, server, tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     assert KEY not in json.dumps(judge.describe()) and KEY not in judge.id
     items = [(HARMFUL, completion("SCORE=5")), (HARMFUL, completion("another SCORE=1")), (HARMFUL, completion("x SCORE=3"))]
-    server.faults = ["ok", "ok", "401"]  # the server echoes the key in its error message
-    verdicts = judge.judge(items)
+    verdicts = judge.judge(items[:2])
+    server.faults = ["401"]  # the server echoes the key in its error message
+    verdicts += judge.judge(items[2:])
     assert verdicts[2].error and KEY not in verdicts[2].error
     records = RecordStore(tmp_path / "records.jsonl")
     records.append(Record(run="r", model="m", defense="none", benchmark="b", behavior=b, completion=c, verdict=v)
