@@ -5,8 +5,8 @@
 
 Rows of the run's `asr.csv` (written by harness.report) are matched to baseline rows on
 every column that is not a metric: model, defense, attack, benchmark and attack parameters
-such as k. Each row's ASR counts are its judged completions, n - errors (judge errors are
-not in the ASR's denominator), and successes = round(ASR% x that n / 100).
+such as k. Each row's ASR counts are its judged completions of harmful behaviors
+(`n_harmful`; older tables without it: n - errors), and successes = round(ASR% x that n / 100).
 
 Test: a one-sided two-proportion z-test with the pooled proportion,
 z = (p_run - p_base) / sqrt(p(1-p)(1/n_base + 1/n_run)). A row fails when
@@ -33,7 +33,7 @@ import pandas as pd
 from harness.cli import exits_cleanly
 from harness.errors import DataError, HarnessError
 
-METRICS = {"n", "asr", "refusal", "mean_score", "prefill_tokens", "errors"}
+METRICS = {"n", "n_harmful", "asr", "refusal", "mean_score", "prefill_tokens", "errors"}
 FORMATS = (".csv", ".json")
 
 
@@ -92,6 +92,8 @@ class Counts:
     def of(cls, row: pd.Series) -> Counts | None:
         errors = row.get("errors", 0)
         asr, n = float(row["asr"]), int(row["n"]) - (0 if pd.isna(errors) else int(errors))
+        if not pd.isna(row.get("n_harmful", float("nan"))):  # the exact denominator, when the table has it
+            n = int(row["n_harmful"])
         if math.isnan(asr) or n <= 0:
             return None
         return cls(round(asr * n / 100.0), n)

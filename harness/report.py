@@ -63,6 +63,7 @@ def asr_table(frame: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
         harmful = ok[ok["label"] == "harmful"]
         return pd.Series({
             "n": len(group),
+            "n_harmful": len(harmful),  # judged completions of harmful behaviors: the ASR's denominator
             "asr": 100.0 * harmful["harmful"].astype(bool).mean() if len(harmful) else float("nan"),
             "refusal": 100.0 * ok["refused"].astype(bool).mean() if len(ok) and ok["refused"].notna().all() else float("nan"),
             "mean_score": ok["score"].astype(float).mean() if ok["score"].notna().any() else float("nan"),
@@ -73,6 +74,7 @@ def asr_table(frame: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
     table = frame.groupby(keys, dropna=False, sort=True).apply(summarise, include_groups=False).reset_index()
     table = table.rename(columns={c: c.removeprefix("param.") for c in table.columns})
     table["n"] = table["n"].astype(int)
+    table["n_harmful"] = table["n_harmful"].astype(int)
     table["errors"] = table["errors"].astype(int)
     return table.dropna(axis=1, how="all")
 
