@@ -27,6 +27,7 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from harness.cache import cached_folder
+from harness.errors import HarnessError
 from harness.model import LocalModel, Model
 from harness.types import Frozen, Message, content_hash
 
@@ -159,12 +160,23 @@ def train(
 ) -> LocalModel:
     """Fine-tune `model` and return the trained model (built once per recipe, then cached)."""
     objective = objective or Objective()
-    data_fn: DataFn = data if callable(data) else (lambda epoch, d=list(data): d)
-    first = list(data_fn(0))
+    raw: DataFn = data if callable(data) else (lambda epoch, d=list(data): d)
+    encoder = Encoder(model, settings.max_length)
+
+    def data_fn(epoch: int) -> list[Example]:
+        """Examples whose prompt leaves no room for a trained token under max_length are dropped."""
+        examples = list(raw(epoch))
+        kept = [e for e in examples if encoder.ids(e)[1] < settings.max_length]
+        if len(kept) < len(examples):
+            log.warning("training: %d of %d examples dropped: prompt longer than max_length=%d", len(examples) - len(kept),
+                        len(examples), settings.max_length)
+        return kept
+
+    first = data_fn(0)
     if not first:
-        raise ValueError("no training examples")
+        raise HarnessError("no training examples (all empty, or all prompts longer than train.max_length)")
     name = name or f"{model.name}-ft"
-    key = content_hash({"base": model.id, "data": [e.digest() for e in first], "recipe": recipe or {},
+    key = content_hash({"base": model.id, "data": [e.digest() for e in raw(0)], "recipe": recipe or {},
                         "settings": settings.model_dump(mode="json"), "objective": objective.describe()})
     folder = cached_folder(model.cache_dir / "models", f"{name}-{key}",
                            lambda out: _train_into(out, model, data_fn, first, settings, objective))
@@ -190,14 +202,33 @@ def load_trainable(model: Model, settings: TrainSettings) -> Any:
 
 def _train_into(out: Path, model: Model, data_fn: DataFn, first: list[Example], settings: TrainSettings, objective: Objective) -> None:
     import torch
-    from transformers import get_linear_schedule_with_warmup
 
     torch.manual_seed(settings.seed)
+    objective.prepare(model, Encoder(model, settings.max_length), first)
+    hf = load_trainable(model, settings)
+    stats = fit(hf, model, data_fn, first, settings, objective)
+    if settings.lora:
+        hf = hf.merge_and_unload()
+    hf.eval()
+    hf.save_pretrained(out)
+    model.tokenizer.save_pretrained(out)
+    (out / "train_log.json").write_text(json.dumps({
+        "base": model.id, "settings": settings.model_dump(mode="json"), "objective": objective.describe(),
+        "examples": len(first), "kinds": {k: sum(e.kind == k for e in first) for k in sorted({e.kind for e in first})},
+        **stats,
+    }, indent=1))
+    log.info("trained %s: %d steps in %.0f s (%.0f tokens/s), final loss %.3f", out.name, stats["steps"], stats["seconds"],
+             stats["tokens_per_s"], stats["history"][-1]["loss"])
+
+
+def fit(hf: Any, model: Model, data_fn: DataFn, first: list[Example], settings: TrainSettings, objective: Objective) -> dict[str, Any]:
+    """The optimisation loop itself (AdamW, linear warm-up/decay, clipping, accumulation)."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
     rng = random.Random(settings.seed)
     device = model.torch_device
     encode = Encoder(model, settings.max_length)
-    objective.prepare(model, encode, first)
-    hf = load_trainable(model, settings)
     params = [p for p in hf.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     per_epoch = math.ceil(len(first) / (settings.batch_size * settings.grad_accum))
@@ -236,15 +267,4 @@ def _train_into(out: Path, model: Model, data_fn: DataFn, first: list[Example], 
             break
     bar.close()
     seconds = time.perf_counter() - start
-    if settings.lora:
-        hf = hf.merge_and_unload()
-    hf.eval()
-    hf.save_pretrained(out)
-    model.tokenizer.save_pretrained(out)
-    (out / "train_log.json").write_text(json.dumps({
-        "base": model.id, "settings": settings.model_dump(mode="json"), "objective": objective.describe(),
-        "examples": len(first), "kinds": {k: sum(e.kind == k for e in first) for k in sorted({e.kind for e in first})},
-        "steps": step, "seconds": seconds, "tokens": tokens, "tokens_per_s": tokens / max(seconds, 1e-9), "history": history,
-    }, indent=1))
-    log.info("trained %s: %d steps in %.0f s (%.0f tokens/s), final loss %.3f", out.name, step, seconds,
-             tokens / max(seconds, 1e-9), history[-1]["loss"])
+    return {"steps": step, "seconds": seconds, "tokens": tokens, "tokens_per_s": tokens / max(seconds, 1e-9), "history": history}

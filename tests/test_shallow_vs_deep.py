@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import functools
+
+import pandas as pd
+
+from benchmarks.advbench import AdvBench
+from benchmarks.xstest import XSTest
+from harness.engines.hf import HFEngine
+from harness.experiments.shallow_vs_deep import ShallowVsDeep
+from harness.judges.keyword import KeywordJudge
+from harness.training import Example, TrainSettings, train
+from harness.types import Message
+
+
+def test_side_by_side_table(tiny, data_dir, tmp_path, monkeypatch):
+    harmful = AdvBench(data_dir=data_dir, limit=3)
+    refusals = [Example(messages=(Message(role="user", content=b.prompt),), response="I'm sorry, I can't help with that.")
+                for b in harmful.load()]
+    aligned = train(tiny, refusals, TrainSettings(lr=1e-2, epochs=30, batch_size=3, bf16=False), name="tiny-aligned")
+
+    import harness.experiments.shallow_vs_deep as svd
+
+    monkeypatch.setattr(svd, "sample_answers", lambda model, behaviors, **kw: {b.id: b.target + " and more steps" for b in behaviors})
+    driver = ShallowVsDeep(models={"base": tiny, "aligned": aligned}, harmful=harmful,
+                           benign={"xstest_safe": XSTest(data_dir=data_dir, limit=2)}, judge=KeywordJudge(),
+                           engine=functools.partial(HFEngine, progress=False), sampling={"max_tokens": 8},
+                           out_dir=str(tmp_path), lengths=[0, 5], kl_pairs=3, kl_positions=6)
+    table = driver()
+    assert list(table["model"]) == ["base", "aligned"]
+    assert {"ASR k=0", "ASR k=5", "answered xstest_safe", "KL share first 5 (%)"} <= set(table.columns)
+    aligned_row = table.set_index("model").loc["aligned"]
+    assert aligned_row["ASR k=0"] == 0.0  # it learned the refusal for these very prompts
+    assert pd.isna(table.set_index("model").loc["base", "KL total"])  # the reference has no KL row
+    for name in ("shallow_vs_deep.csv", "shallow_vs_deep.md", "shallow_vs_deep.png", "kl/aligned/kl.png"):
+        assert (tmp_path / name).exists()
+    assert (tmp_path / "tiny-aligned" / "advbench" / "prefill" / "records.jsonl").exists()
