@@ -69,6 +69,7 @@ def run(exp: Experiment) -> Outcome:
     existing = store.load()
     keys = {f"{setup}:{r.key}:{s}": r for r in requests for s in range(r.sampling.n)}
     have = {k: existing[k] for k in keys if k in existing}
+    reused = len(have)
     todo: list[Request] = list({keys[k].key: keys[k] for k in keys if k not in have}.values())
     stale = [r for r in have.values() if r.verdict.judge != exp.judge.id or r.verdict.error]  # new judge, or a failed verdict
     if have:
@@ -93,7 +94,7 @@ def run(exp: Experiment) -> Outcome:
             generated += len(batch)
     records = [have[k] for k in keys]
     table = report.write(records, exp.out_dir)
-    return Outcome(table=table, records=records, generated=generated, reused=len(keys) - generated,
+    return Outcome(table=table, records=records, generated=generated, reused=reused,
                    rejudged=len(stale), seconds=time.perf_counter() - start)
 
 

@@ -161,25 +161,30 @@ def train(
     """Fine-tune `model` and return the trained model (built once per recipe, then cached)."""
     objective = objective or Objective()
     raw: DataFn = data if callable(data) else (lambda epoch, d=list(data): d)
-    encoder = Encoder(model, settings.max_length)
-
-    def data_fn(epoch: int) -> list[Example]:
-        """Examples whose prompt leaves no room for a trained token under max_length are dropped."""
-        examples = list(raw(epoch))
-        kept = [e for e in examples if encoder.ids(e)[1] < settings.max_length]
-        if len(kept) < len(examples):
-            log.warning("training: %d of %d examples dropped: prompt longer than max_length=%d", len(examples) - len(kept),
-                        len(examples), settings.max_length)
-        return kept
-
-    first = data_fn(0)
-    if not first:
-        raise HarnessError("no training examples (all empty, or all prompts longer than train.max_length)")
+    examples0 = list(raw(0))
+    if not examples0:
+        raise HarnessError("no training examples")
     name = name or f"{model.name}-ft"
-    key = content_hash({"base": model.id, "data": [e.digest() for e in raw(0)], "recipe": recipe or {},
+    key = content_hash({"base": model.id, "data": [e.digest() for e in examples0], "recipe": recipe or {},
                         "settings": settings.model_dump(mode="json"), "objective": objective.describe()})
-    folder = cached_folder(model.cache_dir / "models", f"{name}-{key}",
-                           lambda out: _train_into(out, model, data_fn, first, settings, objective))
+
+    def build(out: Path) -> None:  # only on a cache miss: tokenizing for the length filter costs nothing otherwise
+        encoder = Encoder(model, settings.max_length)
+
+        def fits(examples: Sequence[Example]) -> list[Example]:
+            """Examples whose prompt leaves no room for a trained token under max_length are dropped."""
+            kept = [e for e in examples if encoder.ids(e)[1] < settings.max_length]
+            if len(kept) < len(examples):
+                log.warning("training: %d of %d examples dropped: prompt longer than max_length=%d",
+                            len(examples) - len(kept), len(examples), settings.max_length)
+            return kept
+
+        first = fits(examples0)
+        if not first:
+            raise HarnessError(f"no training example fits train.max_length={settings.max_length}")
+        _train_into(out, model, lambda epoch: fits(raw(epoch)), first, settings, objective)
+
+    folder = cached_folder(model.cache_dir / "models", f"{name}-{key}", build)
     return LocalModel(folder, name=name, dtype=model.dtype, chat_template=model.chat_template,
                       system_prompt=model.system_prompt, safety_system_prompt=model.safety_system_prompt,
                       trust_remote_code=model.trust_remote_code, cache_dir=model.cache_dir, device=model.device)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from harness.engines.hf import HFEngine
-from harness.types import Behavior, Message, Request, Sampling
+from harness.types import Message, Request, Sampling
 
 PROMPTS = ["Hi", "Tell me a long story about a dragon who learns to code in Python", "What is 2+2?", "Name three colors."]
 
