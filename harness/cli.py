@@ -71,5 +71,16 @@ def build_experiment(cfg: DictConfig):
         judge=instantiate(cfg.judge),
         engine=instantiate(cfg.engine),
         sampling=sampling,
-        out_dir=Path(cfg.out_dir),
+        out_dir=run_folder(cfg),
     )
+
+
+def run_folder(cfg: DictConfig) -> Path:
+    """`out_dir`; in a --multirun sweep each job's own folder (hydra.sweep.dir/subdir), so
+    `python -m harness.report <sweep dir>` finds every job's records there."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path(cfg.out_dir)
