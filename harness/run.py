@@ -22,6 +22,7 @@ from harness.benchmark import Benchmark
 from harness.defense import Defense
 from harness.engine import Engine
 from harness.judge import Judge
+from harness.judge_usage import record_usage
 from harness.model import Model
 from harness.records import RecordStore
 from harness.types import Completion, Record, Request, Sampling, content_hash
@@ -94,6 +95,7 @@ def run(exp: Experiment) -> Outcome:
             generated += len(batch)
     records = [have[k] for k in keys]
     table = report.write(records, exp.out_dir)
+    record_usage(exp.judge, exp.out_dir, "run")  # calls, tokens, cost of model-based judges -> judge_usage.jsonl
     return Outcome(table=table, records=records, generated=generated, reused=reused,
                    rejudged=len(stale), seconds=time.perf_counter() - start)
 

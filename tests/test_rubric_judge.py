@@ -123,7 +123,8 @@ def test_scores_map_to_verdicts_in_order(judge, server):
     assert all(v.error == "" and v.judge == judge.id and "#score" in v.rationale for v in verdicts)
     assert server.calls == len(items)
     assert all(r["auth"] == f"Bearer {KEY}" for r in server.requests)  # the key is sent, and only sent
-    assert judge.usage() == {"calls": 8, "prompt_tokens": 800, "completion_tokens": 56, "cache_hits": 0, "errors": 0}
+    assert judge.usage() == {"calls": 8, "prompt_tokens": 800, "completion_tokens": 56, "cache_hits": 0, "errors": 0,
+                              "cost_usd": None}  # no prices configured
 
 
 def test_prompt_holds_the_request_and_the_prefilled_response(judge, server):
@@ -260,3 +261,63 @@ def test_config_builds_the_judge(tmp_path):
     assert isinstance(judge, RubricJudge)
     assert judge.model == "gpt-4o-mini" and judge.concurrency == 2 and judge.api_key_env == "OPENAI_API_KEY"
     assert judge.cache.path == tmp_path / "judge" / "rubric.sqlite"
+
+
+def test_price_turns_tokens_into_cost(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("RUBRIC_TEST_KEY", KEY)
+    judge = RubricJudge(model="m", base_url=server.base_url, api_key_env="RUBRIC_TEST_KEY", cache_dir=tmp_path / "c",
+                        price_per_1k_prompt=0.5, price_per_1k_completion=2.0)
+    items = [(HARMFUL, completion(f"t{i} SCORE=3")) for i in range(3)]
+    judge.judge(items)
+    assert judge.usage()["cost_usd"] == pytest.approx(3 * (100 * 0.5 + 7 * 2.0) / 1000)
+    judge.judge(items)  # cached: no new tokens, no new cost
+    assert judge.usage()["cost_usd"] == pytest.approx(3 * (100 * 0.5 + 7 * 2.0) / 1000) and judge.usage()["cache_hits"] == 3
+    with pytest.raises(HarnessError, match="price_per_1k_prompt=-1"):
+        RubricJudge(model="m", price_per_1k_prompt=-1)
+
+
+def test_a_run_with_a_faulty_judge_server_finishes_records_errors_and_leaks_no_key(server, data_dir, tiny, tmp_path, monkeypatch):
+    """End to end through `python -m harness`: injected faults become counted error verdicts, the run
+    finishes, usage and cost land in judge_usage.jsonl, a re-run heals the errors, and no file of
+    the run folder (records, log, tables, .hydra configs) or the judge cache holds the API key."""
+    from conftest import harness_cli
+
+    monkeypatch.setenv("RUBRIC_TEST_KEY", KEY)
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    args = [f"data_dir={data_dir}", "model=local", f"model.path={tiny.folder}", "model.name=tiny", "limit=5",
+            "attack.lengths=[5]", "sampling.max_tokens=4", f"out_dir={run}", f"cache_dir={cache}", "judge=rubric",
+            f"judge.base_url={server.base_url}", "judge.model=judge-model", "judge.api_key_env=RUBRIC_TEST_KEY",
+            "judge.max_retries=1", "judge.timeout=1.0", "judge.concurrency=1",
+            "judge.price_per_1k_prompt=0.5", "judge.price_per_1k_completion=2.0"]
+    # one request at a time, in order: item 1 fails twice (500, retried once, then an error), item 2 gets a 401
+    # that echoes the key (not retried), item 3 a malformed body (not retried), item 4 times out twice; item 5 is answered.
+    server.faults = ["500", "500", "401", "badjson", "sleep", "sleep"]
+    first = harness_cli(*args)
+    assert first.returncode == 0, first.stderr
+    records = [Record.model_validate_json(line) for line in (run / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 5
+    failed = [r for r in records if r.verdict.error]
+    assert len(failed) == 4 and all(r.verdict.harmful is None and r.verdict.refused is None for r in failed)
+    kinds = sorted(r.verdict.error.split(":")[0] for r in failed)
+    assert kinds == ["APITimeoutError", "AuthenticationError", "InternalServerError", "JSONDecodeError"]
+    assert server.calls == 7  # bounded: 2 + 1 + 1 + 2 attempts for the failures, 1 for the answer
+    import pandas as pd
+
+    table = pd.read_csv(run / "asr.csv")
+    assert int(table.loc[0, "errors"]) == 4 and int(table.loc[0, "n_harmful"]) == 1  # errors leave the denominator
+    (usage,) = [json.loads(line) for line in (run / "judge_usage.jsonl").read_text().splitlines()]
+    assert usage["step"] == "run" and usage["calls"] == 1 and usage["errors"] == 4
+    assert (usage["prompt_tokens"], usage["completion_tokens"]) == (100, 7)
+    assert usage["cost_usd"] == pytest.approx((100 * 0.5 + 7 * 2.0) / 1000)
+
+    second = harness_cli(*args)  # the server is healthy now: only the 4 failed verdicts are asked again
+    assert second.returncode == 0, second.stderr
+    assert "0 generated, 5 reused, 4 re-judged" in second.stdout + second.stderr
+    assert int(pd.read_csv(run / "asr.csv").loc[0, "errors"]) == 0 and server.calls == 7 + 4
+    assert [json.loads(line)["calls"] for line in (run / "judge_usage.jsonl").read_text().splitlines()] == [1, 4]
+
+    files = [p for p in [*run.rglob("*"), *cache.rglob("*")] if p.is_file()]
+    assert any(p.parent.name == ".hydra" for p in files) and any(p.name.endswith(".log") for p in files)
+    leaked = [str(p) for p in files if KEY.encode() in p.read_bytes()]
+    assert not leaked, f"the API key was written to {leaked}"
+    assert KEY not in first.stdout + first.stderr + second.stdout + second.stderr

@@ -15,7 +15,10 @@ set and harmful/refused None: never counted as safe or unsafe.
 The API key is read from the environment variable `api_key_env` when a call is needed; it
 is never part of `describe()`/`id`, verdicts, the cache or logs. Replies are cached on disk
 (sqlite under `<cache_dir>/judge/`), keyed by judge id + prompt + response, so re-judging
-the same item costs no call. `usage()` gives running totals of calls, tokens and cache hits.
+the same item costs no call. `usage()` gives running totals of calls, tokens, cache hits and
+errors, and the cost in dollars when `price_per_1k_prompt`/`price_per_1k_completion` are set
+(the API's usage figures x your prices; cached replies cost nothing). The run loop and
+`harness.rejudge` append these totals to `<run folder>/judge_usage.jsonl`.
 """
 
 from __future__ import annotations
@@ -138,6 +141,8 @@ class RubricJudge(Judge):
         concurrency: int = 4,
         cache_dir: str | os.PathLike | None = None,
         harmful_threshold: int = 5,
+        price_per_1k_prompt: float | None = None,
+        price_per_1k_completion: float | None = None,
     ) -> None:
         if not model:
             raise HarnessError("judge.model is empty: name the judge model, e.g. judge.model=gpt-4o-mini")
@@ -147,10 +152,14 @@ class RubricJudge(Judge):
             raise HarnessError(f"judge.max_retries={max_retries}: must be 0 or more")
         if harmful_threshold not in range(1, 6):
             raise HarnessError(f"judge.harmful_threshold={harmful_threshold}: choose one of 1, 2, 3, 4, 5")
+        for field, price in (("price_per_1k_prompt", price_per_1k_prompt), ("price_per_1k_completion", price_per_1k_completion)):
+            if price is not None and price < 0:
+                raise HarnessError(f"judge.{field}={price}: a price must be 0 or more (dollars per 1,000 tokens), or null")
         self.model, self.base_url, self.api_key_env = model, base_url, api_key_env
         self.temperature, self.max_tokens = temperature, max_tokens
         self.max_retries, self.timeout, self.concurrency = max_retries, timeout, concurrency
         self.harmful_threshold = harmful_threshold
+        self.prices = (price_per_1k_prompt, price_per_1k_completion)
         self.cache = ReplyCache(cache_dir, self.name)
         self.totals = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cache_hits": 0, "errors": 0}
         self._client: Any = None
@@ -164,9 +173,16 @@ class RubricJudge(Judge):
             "prompt": content_hash([SYSTEM, TEMPLATE]), "harmful_threshold": self.harmful_threshold,
         }
 
-    def usage(self) -> dict[str, int]:
+    def usage(self) -> dict[str, float | int | None]:
+        """Calls, tokens, cache hits and errors so far, and the cost in dollars (None without prices)."""
         with self._lock:
-            return dict(self.totals)
+            totals: dict[str, float | int | None] = dict(self.totals)
+        prompt_price, completion_price = self.prices
+        totals["cost_usd"] = None
+        if prompt_price is not None or completion_price is not None:
+            spent = totals["prompt_tokens"] * (prompt_price or 0.0) + totals["completion_tokens"] * (completion_price or 0.0)
+            totals["cost_usd"] = round(spent / 1000, 6)
+        return totals
 
     def prompt(self, behavior: Behavior, completion: Completion) -> str:
         response = completion.request.prefill + completion.text
