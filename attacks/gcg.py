@@ -1,0 +1,177 @@
+"""GCG adversarial suffixes (Zou et al. 2023, "Universal and transferable adversarial attacks").
+
+White-box: a suffix at the end of the user turn is optimized, token by token along the
+gradient, so that the model's answer starts with the behavior's affirmative target
+("Sure, here is ..."). The optimizer lives in `harness/gcg/`; this plugin decides what to
+optimize and turns the found suffixes into ordinary requests (user turn = query + suffix),
+so the standard engine + judge path evaluates them and the results land in the ASR tables.
+
+Modes:
+- `individual`: one suffix per behavior.
+- `universal`: one suffix over the first `train_behaviors` behaviors (all when null),
+  evaluated on every behavior.
+Transfer: `optimize_on` (another model card) optimizes on that model and evaluates on the
+run's model; `suffixes=<file>` evaluates the suffixes of a saved test-case file (matched by
+behavior id; a universal suffix applies to every behavior) without optimizing.
+
+Found suffixes are test cases (`harness/gcg/testcases.py`) in
+`<cache_dir>/gcg/<model>.jsonl` (or `store`), written as each one is found and reused on a
+re-run with the same model, settings and behaviors.
+
+    python -m harness attack=gcg model=tiny limit=2 attack.steps=5 attack.search_width=32 attack.topk=32
+    python -m harness attack=gcg model=smollm2-aligned +model@attack.optimize_on=smollm2   # transfer
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from harness.attack import Attack
+from harness.errors import HarnessError, choices
+from harness.gcg.optimizer import GCG, REFERENCE_INIT, GCGSettings, Speed
+from harness.gcg.slot import SuffixSlot
+from harness.gcg.testcases import TestCase, TestCaseStore
+from harness.judge import Judge
+from harness.model import Model
+from harness.types import Behavior, Request, Sampling, content_hash
+
+log = logging.getLogger(__name__)
+
+MODES = ("individual", "universal")
+
+
+class GCGAttack(Attack):
+    name = "gcg"
+
+    def __init__(
+        self,
+        mode: str = "individual",
+        steps: int = 500,
+        suffix_init: str = REFERENCE_INIT,
+        search_width: int = 512,
+        topk: int = 256,
+        seed: int = 0,
+        restarts: int = 1,
+        allow_non_ascii: bool = False,
+        filter_tokens: bool = True,
+        stop_loss: float | None = None,
+        check_every: int = 0,
+        check_tokens: int = 32,
+        check_judge: Judge | None = None,
+        train_behaviors: int | None = None,
+        default_target: str | None = None,
+        optimize_on: Model | None = None,
+        suffixes: str | None = None,
+        store: str | None = None,
+        batch_size: int | None = None,
+        groups: int | None = None,
+        bounds: Sequence[int] = (1, 2, 4, 8),
+        prune: bool = True,
+        progress: bool = True,
+    ) -> None:
+        if mode not in MODES:
+            raise HarnessError(f"attack.mode={mode!r}: choose one of {choices(MODES)}")
+        try:
+            self.settings = GCGSettings(
+                suffix_init=suffix_init, steps=steps, search_width=search_width, topk=topk, seed=seed, restarts=restarts,
+                allow_non_ascii=allow_non_ascii, filter_tokens=filter_tokens, stop_loss=stop_loss,
+                check_every=check_every, check_tokens=check_tokens,
+            )
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise HarnessError(f"attack.{err['loc'][0]}={err.get('input')!r}: {err['msg']}") from None
+        for key, value in (("batch_size", batch_size), ("groups", groups), ("train_behaviors", train_behaviors)):
+            if value is not None and value < 1:
+                raise HarnessError(f"attack.{key}={value}: must be a positive integer (or null)")
+        self.mode = mode
+        self.check_judge = check_judge
+        self.train_behaviors = train_behaviors
+        self.default_target = default_target
+        self.optimize_on = optimize_on
+        self.suffixes = Path(suffixes).expanduser() if suffixes else None
+        self.store = Path(store).expanduser() if store else None
+        self.speed = Speed(batch_size=batch_size, groups=groups, bounds=tuple(bounds), prune=prune)
+        self.progress = progress
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"attack": self.name, "mode": self.mode, **self.settings.model_dump()}
+        if self.optimize_on is not None:
+            out["optimize_on"] = self.optimize_on.id
+        if self.suffixes is not None:
+            out["suffixes"] = str(self.suffixes)
+        return out
+
+    # --- where test cases live -------------------------------------------------------------
+    def store_for(self, source: Model) -> TestCaseStore:
+        return TestCaseStore(self.store or source.cache_dir / "gcg" / f"{source.name}-{content_hash(source.id)}.jsonl")
+
+    def key(self, source: Model, behaviors: Sequence[Behavior]) -> str:
+        """Everything that decides which suffix is found: model, mode, settings, behaviors and targets, judge."""
+        judge = (self.check_judge.id if self.check_judge else "keyword-gcg") if self.settings.check_every else None
+        return content_hash({"model": source.id, "mode": self.mode, "settings": self.settings.model_dump(mode="json"),
+                             "behaviors": [[b.id, b.query(), self.target(b)] for b in behaviors], "judge": judge})
+
+    def target(self, behavior: Behavior) -> str:
+        return behavior.target or (self.default_target or "")
+
+    # --- the attack --------------------------------------------------------------------------
+    def requests(self, behaviors: Sequence[Behavior], model: Model, sampling: Sampling) -> list[Request]:
+        cases = self.from_file(behaviors) if self.suffixes else self.optimize(behaviors, self.optimize_on or model)
+        source = self.optimize_on.name if self.optimize_on is not None else model.name
+        out = []
+        for b in behaviors:
+            case = cases.get(b.id)
+            if case is None:
+                continue
+            params = {"mode": case.mode, "steps": case.settings.get("steps"),
+                      "optimized_on": case.model.split("@")[0] if self.suffixes else source}
+            out.append(self.ask(b, sampling, messages=(SuffixSlot.message_for(b, case.suffix),), params=params))
+        return out
+
+    def optimize(self, behaviors: Sequence[Behavior], source: Model) -> dict[str, TestCase]:
+        store = self.store_for(source)
+        have = store.load()
+        gcg = GCG(source, self.settings, self.speed, judge=self.check_judge, progress=self.progress)
+        if self.mode == "universal":
+            train = list(behaviors[: self.train_behaviors] if self.train_behaviors else behaviors)
+            case = self.case(gcg, store, have, source, train, "universal")
+            return {b.id: case for b in behaviors}
+        return {b.id: self.case(gcg, store, have, source, [b], b.id) for b in behaviors}
+
+    def case(self, gcg: GCG, store: TestCaseStore, have: dict[str, TestCase], source: Model,
+             behaviors: list[Behavior], label: str) -> TestCase:
+        key = self.key(source, behaviors)
+        if key in have:
+            return have[key]
+        slots = [SuffixSlot.build(source, b, self.target(b)) for b in behaviors]
+        found = gcg.optimize(behaviors, slots, label)
+        exact = all(source.prompt_ids((s.message(found.suffix),)) == s.prompt_ids(found.suffix_ids) for s in slots)
+        if not exact:
+            log.warning("gcg %s: the chat template changes the suffix's tokens when rendered; "
+                        "the evaluated prompt differs from the optimized one", label)
+        case = TestCase(key=key, mode=self.mode, model=source.id, behaviors=tuple(b.id for b in behaviors),
+                        suffix=found.suffix, suffix_ids=tuple(found.suffix_ids), loss=found.loss,
+                        initial_loss=found.initial_loss, losses=tuple(found.losses), steps=found.steps,
+                        restart=found.restart, stopped=found.stopped, success=found.success, exact=exact,
+                        seconds=found.seconds, settings=self.settings.model_dump(mode="json"))
+        store.append(case)
+        log.info("gcg %s: loss %.3f -> %.3f in %d steps (%.0f s, %s)%s; suffix %r", label, found.initial_loss, found.loss,
+                 found.steps, found.seconds, found.stopped, " judged harmful" if found.success else "", found.suffix)
+        return case
+
+    def from_file(self, behaviors: Sequence[Behavior]) -> dict[str, TestCase]:
+        """Test cases of a saved file for these behaviors: by behavior id, else its universal suffix."""
+        cases = TestCaseStore(self.suffixes).read()
+        individual = {c.behaviors[0]: c for c in sorted(cases, key=lambda c: -c.loss) if c.mode == "individual"}
+        universal = min((c for c in cases if c.mode == "universal"), key=lambda c: c.loss, default=None)
+        out = {b.id: individual.get(b.id, universal) for b in behaviors}
+        missing = [b for b, c in out.items() if c is None]
+        if missing:
+            log.warning("gcg: %s has no suffix for %d of %d behaviors (e.g. %s); they are left out",
+                        self.suffixes, len(missing), len(behaviors), missing[0])
+        return {b: c for b, c in out.items() if c is not None}
