@@ -1,0 +1,169 @@
+"""Explicit safety signals (Li & Kim, ICML 2025): a [CLS] classification token trained jointly
+with the LM, re-evaluated during generation to steer decoding to a refusal.
+
+`harden` trains the model (by default continuing from the standard aligned model, as the
+safety-SFT recipe `aligned` builds it) with L_sft + lambda * L_cls through the shared training
+loop (`harness.safety_signal.objective`) and saves the head next to the weights. The data:
+
+- refusal (label 1): harmful request -> a refusal that opens like the steering's inserted text
+  ("Sorry, I cannot fulfill your request because ..."), LM-trained, so the model knows how to
+  go on after the opening is inserted;
+- harmful (label 1, classification only): harmful request + the unaligned base's own harmful
+  answer; the head is trained on windows all along it (what a prefill attack shows it);
+- utility (label 0): benign request -> the base's own answer, LM-trained;
+- turn (classification only): benign request, the start of its benign answer, then a harmful
+  answer: windows before the turn are benign, windows inside the harmful part malicious.
+
+`wrap` returns the HF engine with safety-signal decoding (`harness.safety_signal.decoding`);
+with `steer: false` the trained model generates plainly (the LM-only effect of the joint
+training). Every classifier decision is appended to `decisions_log` (JSON lines).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+from defenses.safety_sft import SafetySFT, ask
+from harness.answers import sample_answers
+from harness.benchmark import Benchmark
+from harness.defense import Defense
+from harness.engine import Engine
+from harness.engines.hf import HFEngine
+from harness.errors import HarnessError
+from harness.model import Model
+from harness.refusals import refusal_for
+from harness.safety_signal.decoding import (
+    REFUSAL,
+    HeadClassifier,
+    SafetySignalEngine,
+    Steering,
+)
+from harness.safety_signal.head import SafetyHead
+from harness.safety_signal.objective import TURN, SignalObjective
+from harness.training import Example, TrainSettings, train
+
+log = logging.getLogger(__name__)
+
+# Refusals that start with the steering's inserted opening and give a reason.
+BECAUSE = tuple(f"{REFUSAL} {reason}" for reason in (
+    "it could cause serious harm to people.",
+    "it asks for dangerous information that could be used to hurt others.",
+    "it may be illegal and could put people at risk.",
+    "helping with this could lead to real harm. If you have another question, I'm happy to help.",
+    "it involves harming others, and I won't assist with that.",
+    "the information could be misused to cause damage or injury.",
+))
+
+
+class SafetySignal(Defense):
+    name = "safety_signal"
+
+    def __init__(self, aligned: SafetySFT | None = None, harmful: Benchmark | None = None, benign: Benchmark | None = None,
+                 harmful_pool: int = 150, benign_pool: int = 250, n_refusal: int = 80, n_harmful: int = 80,
+                 n_utility: int = 120, n_turn: int = 80, answer_tokens: int = 128, utility_tokens: int = 64,
+                 turn_context: tuple[int, int] = (4, 40), objective: dict[str, Any] | None = None,
+                 train: dict[str, Any] | None = None, steer: bool = True, steering: dict[str, Any] | None = None,
+                 decisions_log: str | None = None, suffix: str = "safety-signal", seed: int = 0) -> None:
+        self.aligned = aligned
+        self.harmful = harmful or (aligned.harmful if aligned else None)
+        self.benign = benign or (aligned.benign if aligned else None)
+        if self.harmful is None or self.benign is None:
+            raise HarnessError("defense=safety_signal needs harmful and benign benchmarks (defense.harmful / defense.benign), "
+                               "or an aligned recipe (defense.aligned) to take them from")
+        counts = {"harmful_pool": harmful_pool, "benign_pool": benign_pool, "n_refusal": n_refusal, "n_harmful": n_harmful,
+                  "n_utility": n_utility, "n_turn": n_turn}
+        if any(v < 0 for v in counts.values()):
+            raise HarnessError(f"defense: example counts must be >= 0, got {counts}")
+        lo, hi = turn_context
+        if not 1 <= lo <= hi:
+            raise HarnessError(f"defense.turn_context={list(turn_context)}: need 1 <= low <= high (benign tokens before the turn)")
+        self.counts = counts
+        self.answer_tokens, self.utility_tokens = answer_tokens, utility_tokens
+        self.turn_context = (lo, hi)
+        self.objective_settings = {"seed": seed, **(objective or {})}
+        SignalObjective(**self.objective_settings)  # validate now, not after the answers are sampled
+        try:
+            self.settings = TrainSettings(**(train or {}))
+            self.steering = Steering(**(steering or {}))
+        except ValueError as exc:  # pydantic's ValidationError names the field and the bound
+            raise HarnessError(f"defense=safety_signal: {exc}") from None
+        self.steer = steer
+        self.decisions_log = decisions_log
+        self.suffix = suffix
+        self.seed = seed
+        self.trained: Model | None = None
+
+    def recipe(self) -> dict[str, Any]:
+        """What the trained model depends on (its cache key): not the decoding settings."""
+        return {"defense": self.name, "aligned": self.aligned.describe() if self.aligned else None,
+                "harmful": self.harmful.name, "benign": self.benign.name, **self.counts, "answer_tokens": self.answer_tokens,
+                "utility_tokens": self.utility_tokens, "turn_context": list(self.turn_context), "refusals": list(BECAUSE),
+                "seed": self.seed, "train": self.settings.key()}
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.recipe(), "steer": self.steer, "steering": self.steering.model_dump(mode="json") if self.steer else None}
+
+    # --- training data ------------------------------------------------------------------
+    def examples(self, model: Model) -> list[Example]:
+        """The joint training set; harmful and benign answers are `model`'s own (the unaligned base)."""
+        c = self.counts
+        harmful = self.harmful.load()[: c["harmful_pool"]]
+        benign = self.benign.load()[: c["benign_pool"]]
+        bad = sample_answers(model, harmful, max_tokens=self.answer_tokens)
+        good = sample_answers(model, benign, max_tokens=self.utility_tokens)
+        rng = random.Random(f"safety-signal-{self.seed}")
+        refusal = [Example(messages=ask(b), response=refusal_for(b.id, BECAUSE), kind="refusal", label=1)
+                   for b in harmful[: c["n_refusal"]]]
+        answered = [b for b in harmful if b.id in bad]
+        if len(answered) < min(c["n_harmful"], 1) or (c["n_turn"] and not answered):
+            raise HarnessError(f"defense=safety_signal: {model.name} answered only {len(answered)} of {len(harmful)} harmful "
+                               "prompts; the head needs harmful answers (train from an unaligned base model)")
+        harmful_ex = [Example(messages=ask(b), response=bad[b.id], weight=0.0, kind="harmful", label=1)
+                      for b in answered[: c["n_harmful"]]]
+        helpful = [b for b in benign if b.id in good]
+        utility = [Example(messages=ask(b), response=good[b.id], kind="utility", label=0) for b in helpful[: c["n_utility"]]]
+        tok = model.tokenizer
+        turn = []
+        sources = helpful[c["n_utility"]:] or helpful
+        for i in range(c["n_turn"] if sources else 0):
+            b = sources[i % len(sources)]
+            ids = tok(good[b.id], add_special_tokens=False).input_ids
+            k = min(rng.randint(*self.turn_context), max(len(ids) - 1, 1))
+            h = answered[rng.randrange(len(answered))]
+            turn.append(Example(messages=ask(b), prefix=tok.decode(ids[:k]), response=" " + bad[h.id], weight=0.0,
+                                kind=TURN, label=1))
+        out = refusal + harmful_ex + utility + turn
+        log.info("safety_signal data: %d refusal, %d harmful, %d utility, %d turn examples",
+                 len(refusal), len(harmful_ex), len(utility), len(turn))
+        return out
+
+    # --- the defense --------------------------------------------------------------------
+    def harden(self, model: Model) -> Model:
+        start = self.aligned.harden(model) if self.aligned else model
+        objective = SignalObjective(**self.objective_settings)
+        self.trained = train(start, self.examples(model), self.settings, objective=objective,
+                             name=f"{model.name}-{self.suffix}", recipe=self.recipe())
+        return self.trained
+
+    def head_folder(self, model: Model) -> Path:
+        """Where the head is: next to the weights, else (a model fine-tuned after hardening) the hardened model's."""
+        for candidate in (model, self.trained):
+            if candidate is not None and SafetyHead.exists(candidate.folder):
+                return candidate.folder
+        raise HarnessError(f"defense=safety_signal: no safety-signal head next to {model.name}'s weights ({model.folder}); "
+                           "the model must come from this defense's harden() (or set defense.steer=false)")
+
+    def wrap(self, engine: Engine) -> Engine:
+        if not self.steer:
+            return engine
+        if not isinstance(engine, HFEngine):
+            raise HarnessError(f"defense=safety_signal steers decoding inside the transformers engine; use engine=hf "
+                               f"(got engine={engine.name})")
+        model = engine.model
+        folder = self.head_folder(model)
+        head = SafetyHead.load(folder, device=model.hf.device, dtype=model.hf.dtype)
+        return SafetySignalEngine(model, HeadClassifier(head, source=str(folder)), self.steering,
+                                  batch_size=engine.batch_size, progress=engine.progress, decisions_log=self.decisions_log)
