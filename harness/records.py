@@ -11,12 +11,33 @@ import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from harness.types import Record
 
 log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+
+
+def latest_by_key(text: str, kind: type[M], path: Path, what: str) -> dict[str, M]:
+    """Parse JSON lines into `kind` (a model with a `key`), later lines winning; lines that do
+    not parse are skipped with one warning naming the file and the count."""
+    items: dict[str, M] = {}
+    bad = 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            item = kind.model_validate_json(line)
+        except ValidationError:
+            bad += 1
+            continue
+        items[item.key] = item
+    if bad:
+        log.warning("%s: ignored %d lines that are not %s", path, bad, what)
+    return items
 
 
 class RecordStore:
@@ -34,20 +55,7 @@ class RecordStore:
             with open(self.path, "r+b") as f:
                 f.truncate(cut)
             data = data[:cut]
-        records: dict[str, Record] = {}
-        bad = 0
-        for line in data.decode("utf-8", errors="replace").splitlines():
-            if not line.strip():
-                continue
-            try:
-                record = Record.model_validate_json(line)
-            except ValidationError:
-                bad += 1
-                continue
-            records[record.key] = record
-        if bad:
-            log.warning("%s: ignored %d lines that are not records of this harness version", self.path, bad)
-        return records
+        return latest_by_key(data.decode("utf-8", errors="replace"), Record, self.path, "records of this harness version")
 
     def append(self, records: Iterable[Record]) -> None:
         lines = "".join(r.model_dump_json() + "\n" for r in records)

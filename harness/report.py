@@ -194,6 +194,28 @@ def plot_sweeps(frame: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Pat
     return written
 
 
+def asr_lines(path: Path, lines: Sequence[tuple[str, Sequence, Sequence]], xlabel: str, title: str) -> Path:
+    """One PNG: ASR (%) against x, a line per (label, xs, ys)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, xs, ys in lines:
+        ax.plot(list(xs), list(ys), marker="o", label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("attack success rate (%)")
+    ax.set_ylim(-2, 102)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_decoding(table: pd.DataFrame, out: Path) -> Path | None:
     """ASR against each sampled strategy's value (one panel each), a line per system-prompt mode
     (and per setup that varies); greedy and the worst case as horizontal lines."""

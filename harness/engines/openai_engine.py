@@ -42,6 +42,7 @@ from harness.engine import Engine
 from harness.errors import HarnessError, choices
 from harness.judges.rubric import public_url
 from harness.model import Model
+from harness.openai_client import openai_client
 from harness.types import Completion, Request
 
 log = logging.getLogger(__name__)
@@ -172,18 +173,8 @@ class OpenAIEngine(Engine):
     def client(self) -> Any:
         """The OpenAI client, built on first need; the key comes from the environment only."""
         if self._client is None:
-            try:
-                from openai import OpenAI
-            except ImportError:
-                raise HarnessError("engine=openai needs the `openai` package: pip install openai") from None
-            key = os.environ.get(self.api_key_env)
-            if not key:
-                if not self.base_url:
-                    raise HarnessError(
-                        f"engine.api_key_env={self.api_key_env!r}: that environment variable is not set; export it, "
-                        f"or point engine.base_url at a server that needs no key (e.g. http://127.0.0.1:8000/v1 for vllm serve)")
-                key = "not-needed"  # local OpenAI-compatible servers (vLLM, llama.cpp) often take any key
-            self._client = OpenAI(api_key=key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout)
+            self._client = openai_client(option="engine", who="engine=openai", api_key_env=self.api_key_env,
+                                         base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout)
         return self._client
 
     def check_server(self) -> None:

@@ -112,20 +112,6 @@ class FinetuneAttacks:
         return curve
 
     def plot_steps(self, curve: pd.DataFrame) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for label, part in curve.groupby("defense", sort=False):
-            ax.plot(part["step"], part["asr"], marker="o", label=f"{label} fine-tuning")
-        ax.set_xlabel(f"fine-tuning steps ({self.steps_attack})")
-        ax.set_ylabel("attack success rate (%)")
-        ax.set_ylim(-2, 102)
-        ax.grid(alpha=0.3)
-        ax.legend()
-        ax.set_title(f"ASR on {self.harmful.name} during harmful fine-tuning of {self.model.name}")
-        fig.tight_layout()
-        fig.savefig(self.out / "asr_vs_steps.png", dpi=120)
-        plt.close(fig)
+        lines = [(f"{label} fine-tuning", part["step"], part["asr"]) for label, part in curve.groupby("defense", sort=False)]
+        report.asr_lines(self.out / "asr_vs_steps.png", lines, f"fine-tuning steps ({self.steps_attack})",
+                         f"ASR on {self.harmful.name} during harmful fine-tuning of {self.model.name}")

@@ -87,20 +87,6 @@ class ShallowVsDeep:
         return out
 
     def plot(self, side: pd.DataFrame) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for _, row in side.iterrows():
-            ax.plot(self.lengths, [row.get(f"ASR k={k}") for k in self.lengths], marker="o", label=row["model"])
-        ax.set_xlabel("prefilled harmful tokens k")
-        ax.set_ylabel("attack success rate (%)")
-        ax.set_ylim(-2, 102)
-        ax.grid(alpha=0.3)
-        ax.legend()
-        ax.set_title(f"Prefilling attack on {self.harmful.name}")
-        fig.tight_layout()
-        fig.savefig(self.out / "shallow_vs_deep.png", dpi=120)
-        plt.close(fig)
+        lines = [(row["model"], self.lengths, [row.get(f"ASR k={k}") for k in self.lengths]) for _, row in side.iterrows()]
+        report.asr_lines(self.out / "shallow_vs_deep.png", lines, "prefilled harmful tokens k",
+                         f"Prefilling attack on {self.harmful.name}")

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import filelock
-from pydantic import ValidationError
 
 from harness.errors import DataError
+from harness.records import latest_by_key
 from harness.types import Frozen
 
 log = logging.getLogger(__name__)
@@ -51,20 +51,7 @@ class TestCaseStore:
     def load(self) -> dict[str, TestCase]:
         if not self.path.exists():
             return {}
-        cases: dict[str, TestCase] = {}
-        bad = 0
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            try:
-                case = TestCase.model_validate_json(line)
-            except ValidationError:
-                bad += 1
-                continue
-            cases[case.key] = case
-        if bad:
-            log.warning("%s: ignored %d lines that are not GCG test cases", self.path, bad)
-        return cases
+        return latest_by_key(self.path.read_text(encoding="utf-8"), TestCase, self.path, "GCG test cases")
 
     def read(self) -> list[TestCase]:
         """Every test case of a file given by the user (transfer); a clear error when there is none."""

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from harness.errors import HarnessError
 from harness.judge import Judge
+from harness.openai_client import openai_client
 from harness.types import Behavior, Completion, Verdict, content_hash
 
 log = logging.getLogger(__name__)
@@ -241,18 +242,8 @@ class RubricJudge(Judge):
     def client(self) -> Any:
         """The OpenAI client, built on first need; the key comes from the environment only."""
         if self._client is None:
-            try:
-                from openai import OpenAI
-            except ImportError:
-                raise HarnessError("the rubric judge needs the `openai` package: pip install openai") from None
-            key = os.environ.get(self.api_key_env)
-            if not key:
-                if not self.base_url:
-                    raise HarnessError(
-                        f"judge.api_key_env={self.api_key_env!r}: that environment variable is not set; "
-                        "export it, or point judge.base_url at a server that needs no key")
-                key = "not-needed"  # local OpenAI-compatible servers (vLLM, llama.cpp) often take any key
-            self._client = OpenAI(api_key=key, base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout)
+            self._client = openai_client(option="judge", who="the rubric judge", api_key_env=self.api_key_env,
+                                         base_url=self.base_url, max_retries=self.max_retries, timeout=self.timeout)
         return self._client
 
     def call(self, client: Any, prompt: str) -> str:
