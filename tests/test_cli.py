@@ -7,7 +7,6 @@ import shutil
 
 import pandas as pd
 import pytest
-
 from conftest import harness_cli
 
 

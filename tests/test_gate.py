@@ -7,8 +7,8 @@ import sys
 
 import pandas as pd
 import pytest
-
 from conftest import ROOT
+
 from harness import gate, report
 from harness.types import Behavior, Completion, Message, Record, Request, Verdict
 

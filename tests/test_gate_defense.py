@@ -18,10 +18,10 @@ from collections.abc import Iterator, Sequence
 from functools import partial
 
 import pytest
+from conftest import ROOT
 
 from attacks.prefill import PrefillAttack
 from benchmarks.advbench import AdvBench
-from conftest import ROOT
 from harness.defense import Defense
 from harness.engine import Engine
 from harness.engines.hf import HFEngine

@@ -8,12 +8,12 @@ import json
 import pandas as pd
 import pytest
 import torch
+from conftest import harness_cli
 
 from attacks.gcg import GCGAttack
-from conftest import harness_cli
 from harness.errors import HarnessError
 from harness.gcg.batching import AutoBatch
-from harness.gcg.optimizer import GCG, GCGSettings, Speed
+from harness.gcg.optimizer import GCG, GCGSettings
 from harness.gcg.sampling import sample_candidates
 from harness.gcg.scorer import Scorer
 from harness.gcg.slot import SuffixSlot
@@ -138,7 +138,7 @@ def test_loss_falls_over_a_few_steps(tiny):
 
 def test_seed_makes_runs_reproducible_and_restarts_differ(tiny):
     slots = [SuffixSlot.build(tiny, B2)]
-    run = lambda seed, restarts=1: GCG(tiny, GCGSettings(suffix_init=INIT, steps=3, search_width=16, topk=16, seed=seed,  # noqa: E731
+    run = lambda seed, restarts=1: GCG(tiny, GCGSettings(suffix_init=INIT, steps=3, search_width=16, topk=16, seed=seed,
                                                         restarts=restarts), progress=False).optimize([B2], slots, "b2")
     a, b, c = run(0), run(0), run(1)
     assert a.suffix_ids == b.suffix_ids and a.losses == b.losses

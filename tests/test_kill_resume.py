@@ -10,8 +10,8 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT, harness_cli
+
 from harness.types import Record
 
 N = 12  # behaviors, one completion each (direct attack)

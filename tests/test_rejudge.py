@@ -10,8 +10,8 @@ import sys
 
 import pandas as pd
 import pytest
-
 from conftest import ROOT, harness_cli
+
 from harness.records import RecordStore
 
 
