@@ -41,7 +41,15 @@ from harness.errors import HarnessError
 from harness.judge import Judge
 from harness.judges.rubric import ReplyCache
 from harness.model import Model
-from harness.types import Behavior, Completion, Message, Request, Sampling, Verdict, content_hash
+from harness.types import (
+    Behavior,
+    Completion,
+    Message,
+    Request,
+    Sampling,
+    Verdict,
+    content_hash,
+)
 
 log = logging.getLogger(__name__)
 
