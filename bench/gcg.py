@@ -17,7 +17,7 @@ did internally; nanoGCG's code and algorithm run unchanged.
 
 Writes results/bench/gcg.{json,md,png}.
 
-    pip install -e '.[bench]'                   # nanogcg (installed with --no-deps here)
+    pip install --no-deps nanogcg==0.3.0          # it pins transformers<=4.47.1, which the harness cannot use
     python bench/gcg.py                          # tiny + embedded SmolLM2, CPU-sized settings
     python bench/gcg.py --models smollm2 --steps 50 --width 512 --topk 256 --behaviors 5   # reference width (GPU)
 """
