@@ -20,6 +20,7 @@ Writes results/bench/gcg.{json,md,png}.
     pip install --no-deps nanogcg==0.3.0          # it pins transformers<=4.47.1, which the harness cannot use
     python bench/gcg.py                          # tiny + embedded SmolLM2, CPU-sized settings
     python bench/gcg.py --models smollm2 --steps 50 --width 512 --topk 256 --behaviors 5   # reference width (GPU)
+    python bench/gcg.py --models smollm2-aligned --steps 5 --width 512 --topk 256 --name gcg_width512   # reference width, CPU
 """
 
 from __future__ import annotations
@@ -179,6 +180,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=64, help="candidates per step (reference: 512)")
     parser.add_argument("--topk", type=int, default=64, help="tokens per position (reference: 256)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", default="gcg", help="results/bench/<name>.{json,md,png}")
     args = parser.parse_args()
 
     behaviors = AdvBench(data_dir=str(DATA), limit=args.behaviors).load()
@@ -208,7 +210,7 @@ def main() -> None:
         nano, ours = rows[-2], rows[-1]
         nano["speedup"], ours["speedup"] = 1.0, nano["s_per_step_median"] / ours["s_per_step_median"]
         del model
-    plot(curves, OUT / "gcg.png")
+    plot(curves, OUT / f"{args.name}.png")
     summary = {
         "settings": {"steps": args.steps, "search_width": args.width, "topk": args.topk, "seed": args.seed,
                      "suffix_init": INIT, "behaviors": [b.id for b in behaviors], "n_replace": 1, "filter": True,
@@ -221,8 +223,8 @@ def main() -> None:
     notes = (__doc__.split("\n\n")[0] + "\n\n" +
              f"Settings: {args.steps} steps, search width {args.width}, top-k {args.topk}, seed {args.seed}, "
              f"first {len(behaviors)} AdvBench behaviors (one suffix each), 20-token \"!\" init, float32, "
-             f"CPU threads per `machine`. `speedup` = nanoGCG s/step / harness s/step. Loss curves: gcg.png.")
-    path = write("gcg", rows, summary, notes=notes)
+             f"CPU threads per `machine`. `speedup` = nanoGCG s/step / harness s/step. Loss curves: {args.name}.png.")
+    path = write(args.name, rows, summary, notes=notes)
     print(path.read_text())
 
 

@@ -3,6 +3,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,3 +46,16 @@ def harness_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subp
     return subprocess.run(
         [sys.executable, "-m", "harness", *args], cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+@contextmanager
+def serving(server) -> Iterator[None]:
+    """Serve a `socketserver` server (a fake HTTP API on loopback) in a thread while the block runs."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)

@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import serving
 
 from harness.defense import Defense
 from harness.engines.openai_engine import OpenAIEngine
@@ -118,12 +119,8 @@ class FakeServer:
 def server(monkeypatch) -> Iterator[FakeServer]:
     monkeypatch.setenv("ENGINE_TEST_KEY", KEY)
     fake = FakeServer()
-    thread = threading.Thread(target=fake.server.serve_forever, daemon=True)
-    thread.start()
-    yield fake
-    fake.server.shutdown()
-    fake.server.server_close()
-    thread.join(timeout=10)
+    with serving(fake.server):
+        yield fake
 
 
 def engine(model, server: FakeServer, **kw) -> OpenAIEngine:

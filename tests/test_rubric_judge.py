@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import serving
 
 from harness.errors import HarnessError
 from harness.judges.rubric import RubricJudge, parse_score
@@ -94,12 +95,8 @@ class FakeOpenAI:
 @pytest.fixture()
 def server() -> Iterator[FakeOpenAI]:
     fake = FakeOpenAI()
-    thread = threading.Thread(target=fake.server.serve_forever, daemon=True)
-    thread.start()
-    yield fake
-    fake.server.shutdown()
-    fake.server.server_close()
-    thread.join(timeout=10)
+    with serving(fake.server):
+        yield fake
 
 
 @pytest.fixture()
