@@ -16,16 +16,12 @@ responses: `attack=prefill_answers`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
 
 from harness.attack import Attack
 from harness.errors import HarnessError, choices
 from harness.model import Model
 from harness.types import Behavior, Request, Sampling
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +42,9 @@ class PrefillAttack(Attack):
         if source == "answers" and answers_from is None:
             raise HarnessError("attack.source=answers needs the model whose answers are prefilled: "
                                "+model@attack.answers_from=<card> (e.g. smollm2, the unaligned base), or attack=prefill_answers")
-        if answer_tokens < 1:
-            raise HarnessError(f"attack.answer_tokens={answer_tokens}: must be a positive number of tokens")
+        if source == "answers" and answer_tokens < max(lengths):
+            raise HarnessError(f"attack.answer_tokens={answer_tokens}: the answers must be at least as long as the largest "
+                               f"prefill length ({max(lengths)} tokens)")
         self.name = name  # the attack column of records and tables (attack=prefill_answers sets its own)
         self.lengths = sorted(set(lengths))
         self.source = source

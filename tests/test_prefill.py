@@ -90,8 +90,8 @@ def test_answers_source_prefills_the_other_models_answer(tiny, monkeypatch):
 def test_answers_source_needs_a_model():
     with pytest.raises(HarnessError, match="answers_from"):
         PrefillAttack(lengths=[5], source="answers")
-    with pytest.raises(HarnessError, match="answer_tokens"):
-        PrefillAttack(lengths=[5], source="answers", answers_from=object(), answer_tokens=0)
+    with pytest.raises(HarnessError, match="answer_tokens=32: .* largest prefill length \\(40 tokens\\)"):
+        PrefillAttack(lengths=[5, 40], source="answers", answers_from=object(), answer_tokens=32)
 
 
 def test_unknown_source_names_the_choices():
