@@ -35,3 +35,13 @@ def test_side_by_side_table(tiny, data_dir, tmp_path, monkeypatch):
     for name in ("shallow_vs_deep.csv", "shallow_vs_deep.md", "shallow_vs_deep.png", "kl/aligned/kl.png"):
         assert (tmp_path / name).exists()
     assert (tmp_path / "tiny-aligned" / "advbench" / "prefill" / "records.jsonl").exists()
+
+
+def test_prefill_source_is_the_targets_or_a_models_answers(tiny, data_dir, tmp_path):
+    common = {"models": {"base": tiny}, "harmful": AdvBench(data_dir=data_dir, limit=1), "benign": {}, "judge": KeywordJudge(),
+                  "engine": functools.partial(HFEngine, progress=False), "sampling": {}, "out_dir": str(tmp_path), "lengths": [0, 5, 40]}
+    plain = ShallowVsDeep(**common).prefill_attack()
+    assert plain.name == "prefill" and plain.source == "auto"
+    answers = ShallowVsDeep(**common, answers_from=tiny).prefill_attack()
+    assert answers.name == "prefill_answers" and answers.lengths == [0, 5, 40]
+    assert answers.describe()["answers_from"] == tiny.id and answers.answer_tokens >= 40

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 class ShallowVsDeep:
     def __init__(self, models: Mapping[str, Model], harmful: Benchmark, benign: Mapping[str, Benchmark], judge: Judge,
                  engine: Callable[[Model], Engine], sampling: Mapping, out_dir: str, lengths: Sequence[int] = (0, 5, 10, 20, 40),
-                 reference: str = "base", kl_pairs: int = 30, kl_positions: int = 20) -> None:
+                 reference: str = "base", kl_pairs: int = 30, kl_positions: int = 20, answers_from: Model | None = None) -> None:
         self.models = dict(models)
         self.harmful = harmful
         self.benign = dict(benign)
@@ -44,6 +44,14 @@ class ShallowVsDeep:
         self.reference = reference
         self.kl_pairs = kl_pairs
         self.kl_positions = kl_positions
+        self.answers_from = answers_from
+
+    def prefill_attack(self) -> PrefillAttack:
+        """Prefill the benchmark's targets, or (`answers_from`) that model's own harmful answers, which reach k = 40."""
+        if self.answers_from is None:
+            return PrefillAttack(self.lengths)
+        return PrefillAttack(self.lengths, source="answers", answers_from=self.answers_from,
+                             answer_tokens=max(64, *self.lengths), name="prefill_answers")
 
     def evaluate(self, model: Model, bench: Benchmark, attack) -> pd.DataFrame:
         folder = self.out / model.name / bench.name / attack.name
@@ -53,7 +61,7 @@ class ShallowVsDeep:
         rows = []
         for label, model in self.models.items():
             row: dict = {"model": label}
-            prefill = self.evaluate(model, self.harmful, PrefillAttack(self.lengths))
+            prefill = self.evaluate(model, self.harmful, self.prefill_attack())
             for r in prefill.itertuples():
                 row[f"ASR k={int(r.k)}"] = r.asr
             for name, bench in self.benign.items():
