@@ -5,7 +5,9 @@ batch size, learning rate and fp32, for the same number of optimizer steps, from
 initial weights, one after the other in one process. Reported: seconds per step and
 tokens/s (non-padding tokens processed). The harness loop also runs with the token-wise
 constrained objective (defense=constrained_sft): its reference log-probs are computed once
-before training (timed separately) and its step time is compared with plain SFT's.
+before training (timed separately) and its step time is compared with plain SFT's. Those
+rows use plainly shuffled batches, as the Trainer does; a last row runs the loop with
+length-grouped batches (train.group_by_length, the loop's default) on the same examples.
 Writes results/bench/training.{json,md}.
 
     python bench/training.py                  # embedded SmolLM2, 8 steps x batch 8
@@ -77,7 +79,10 @@ def main() -> None:
     examples = recipe.refusal_examples() + recipe.utility_examples(model)
     random.Random(0).shuffle(examples)
     examples = examples[: args.steps * args.batch_size]
-    settings = TrainSettings(lr=1e-5, epochs=1, batch_size=args.batch_size, warmup_steps=0, bf16=False, max_steps=args.steps)
+    # Plain shuffled batches for the loop-vs-Trainer and objective rows (Trainer shuffles plainly by default);
+    # the length-grouped row shows what train.group_by_length (the loop's default) saves on the same data.
+    settings = TrainSettings(lr=1e-5, epochs=1, batch_size=args.batch_size, warmup_steps=0, bf16=False, max_steps=args.steps,
+                             group_by_length=False)
 
     import torch
 
@@ -91,6 +96,9 @@ def main() -> None:
     prepare_s = time.perf_counter() - start
     torch.manual_seed(0)
     ours_c = fit(load_trainable(model, settings), model, lambda epoch: examples, examples, settings, constrained)
+    grouped_settings = settings.model_copy(update={"group_by_length": True})
+    torch.manual_seed(0)
+    ours_g = fit(load_trainable(model, grouped_settings), model, lambda epoch: examples, examples, grouped_settings, Objective())
 
     rows = [
         {"method": "transformers.Trainer (full logits)", "seconds": plain["seconds"], "s_per_step": plain["seconds"] / args.steps,
@@ -100,10 +108,14 @@ def main() -> None:
         {"method": "harness loop, constrained objective", "seconds": ours_c["seconds"], "s_per_step": ours_c["seconds"] / args.steps,
          "tokens_per_s": ours_c["tokens"] / ours_c["seconds"], "first_loss": ours_c["history"][0]["loss"],
          "last_loss": ours_c["history"][-1]["loss"]},
+        {"method": "harness loop, length-grouped batches", "seconds": ours_g["seconds"], "s_per_step": ours_g["seconds"] / args.steps,
+         "tokens_per_s": ours_g["tokens"] / ours_g["seconds"], "first_loss": ours_g["history"][0]["loss"],
+         "last_loss": ours_g["history"][-1]["loss"]},
     ]
     summary = {"model": model.name, "steps": args.steps, "batch_size": args.batch_size, "examples": len(examples),
                "speedup_tokens_per_s": rows[1]["tokens_per_s"] / rows[0]["tokens_per_s"],
                "constrained_step_time_ratio": rows[2]["s_per_step"] / rows[1]["s_per_step"],
+               "length_grouped_step_time_ratio": rows[3]["s_per_step"] / rows[1]["s_per_step"],
                "constrained_reference_seconds_once": prepare_s}
     print(write("training", rows, summary, notes=__doc__.split("\n\n")[0]).read_text())
 

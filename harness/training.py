@@ -70,10 +70,15 @@ class TrainSettings(Frozen):
     seed: int = 0
     lora: LoraSettings | None = None
     save_steps: tuple[int, ...] = ()  # also save the model after these optimizer steps (checkpoints/step-N)
+    # Batches of similar lengths (transformers' length-grouped sampling: shuffled mega-batches, sorted inside):
+    # on chat SFT data a random batch is ~35 % padding, a grouped one ~10 %. False = plain shuffling.
+    group_by_length: bool = True
 
     def key(self) -> dict[str, Any]:
-        """What the cache key sees: unset checkpoints leave keys as they were before checkpoints existed."""
-        return self.model_dump(mode="json", exclude={"save_steps"} if not self.save_steps else None)
+        """What the cache key sees. Unset checkpoints, and plain shuffling, leave keys as they were before those
+        options existed (models trained before then stay valid; grouped batching is a different recipe)."""
+        exclude = ({"save_steps"} if not self.save_steps else set()) | ({"group_by_length"} if not self.group_by_length else set())
+        return self.model_dump(mode="json", exclude=exclude or None)
 
 
 @dataclass
@@ -275,6 +280,16 @@ def _train_into(out: Path, model: Model, data_fn: DataFn, first: list[Example], 
              stats["tokens_per_s"], stats["history"][-1]["loss"])
 
 
+def length_grouped(examples: Sequence[Example], encode: Encoder, batch_size: int, seed: int) -> list[Example]:
+    """`examples` in transformers' length-grouped order: consecutive `batch_size` slices have similar lengths."""
+    import torch
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    lengths = [len(encode.ids(e)[0]) for e in examples]
+    order = get_length_grouped_indices(lengths, batch_size, generator=torch.Generator().manual_seed(seed))
+    return [examples[i] for i in order]
+
+
 def fit(hf: Any, model: Model, data_fn: DataFn, first: list[Example], settings: TrainSettings, objective: Objective,
         on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
     """The optimisation loop itself (AdamW, linear warm-up/decay, clipping, accumulation)."""
@@ -296,7 +311,10 @@ def fit(hf: Any, model: Model, data_fn: DataFn, first: list[Example], settings: 
     bar = tqdm(total=total, desc=f"train [{model.name}]", unit="step")
     for epoch in range(settings.epochs):
         examples = list(first if epoch == 0 else data_fn(epoch))
-        rng.shuffle(examples)
+        if settings.group_by_length:
+            examples = length_grouped(examples, encode, settings.batch_size, seed=settings.seed + epoch)
+        else:
+            rng.shuffle(examples)
         chunks = [examples[i : i + settings.batch_size] for i in range(0, len(examples), settings.batch_size)]
         for i in range(0, len(chunks), settings.grad_accum):
             group = chunks[i : i + settings.grad_accum]

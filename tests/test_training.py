@@ -5,7 +5,14 @@ import json
 import pytest
 
 from harness.engines.hf import HFEngine
-from harness.training import Encoder, Example, Objective, TrainSettings, train
+from harness.training import (
+    Encoder,
+    Example,
+    Objective,
+    TrainSettings,
+    length_grouped,
+    train,
+)
 from harness.types import Message, Request, Sampling
 
 REFUSAL = "I'm sorry, but I can't help with that request."
@@ -31,6 +38,25 @@ def test_encoder_trains_only_the_response_and_end_of_turn(tiny):
     assert (flat[batch.positions + 1] == batch.targets).all()
     # right padding never trained (pad == eos here, so masks come from lengths)
     assert int((batch.example == 1).sum()) == len(tok("Ok", add_special_tokens=False).input_ids) + 1
+
+
+def test_length_grouped_batches_cut_padding_and_keep_every_example(tiny):
+    data = [ex(f"Question {i}? " + "more words " * (i * 7 % 23), "Answer " * (1 + i * 5 % 17)) for i in range(48)]
+    encode = Encoder(tiny, 512)
+    lengths = {e.digest(): len(encode.ids(e)[0]) for e in data}
+
+    def padded(order):
+        return sum(max(lengths[e.digest()] for e in order[i : i + 4]) * len(order[i : i + 4]) for i in range(0, len(order), 4))
+
+    grouped = length_grouped(data, encode, 4, seed=0)
+    assert sorted(e.digest() for e in grouped) == sorted(e.digest() for e in data)  # a permutation
+    assert padded(grouped) < 0.9 * padded(data)  # data is in no length order: grouping saves padding
+    assert length_grouped(data, encode, 4, seed=0) == grouped and length_grouped(data, encode, 4, seed=1) != grouped
+
+
+def test_plain_shuffling_keeps_the_cache_keys_of_models_trained_before_grouping_existed():
+    assert "group_by_length" not in TrainSettings(group_by_length=False).key()
+    assert TrainSettings().key()["group_by_length"] is True  # the default recipe is a different one: new key
 
 
 def test_training_learns_a_refusal_and_is_cached(tiny):
