@@ -50,8 +50,10 @@ class FinetuneAttack(Attack):
 
     def tamper(self, model: Model, defense: Defense | None = None) -> Model:
         objective = defense.fine_tuning_objective() if defense else Objective()
-        tag = "" if objective.name == "sft" else f"-{objective.name}"
-        tuned = train(model, self.data.examples(model), self.settings, objective,
+        examples = self.data.examples(model)
+        mixed = defense.fine_tuning_data(examples) if defense else examples
+        tag = ("" if objective.name == "sft" else f"-{objective.name}") + ("-anchored" if len(mixed) != len(examples) else "")
+        tuned = train(model, mixed, self.settings, objective,
                       name=f"{model.name}-ft-{self.data.name}{tag}", recipe=self.recipe())
         return checkpoint(tuned, self.step) if self.step is not None else tuned
 

@@ -5,6 +5,11 @@ every fine-tuning attack (attack=finetune ...) is trained with the constrained o
 (harness/constrained.py) instead of plain SFT, anchored to the model before fine-tuning.
 It does not change the model by itself: with a prompt-level attack it is the same as
 defense=none.
+
+`anchors` (optional, off by default as in the paper) also mixes the provider's safety anchors
+(harness/safety_anchors.py) into the user's data; under this objective they pin the refusal
+prefix against leakage from the attacker's later tokens (see defense=constrained_sft_anchored,
+and defense=safety_mix for the same anchors under plain SFT).
 """
 
 from __future__ import annotations
@@ -14,20 +19,27 @@ from typing import Any
 from harness.constrained import Betas, ConstrainedObjective
 from harness.defense import Defense
 from harness.errors import HarnessError
-from harness.training import Objective
+from harness.safety_anchors import SafetyAnchors
+from harness.training import Example, Objective
 
 
 class ConstrainedSFT(Defense):
     name = "constrained_sft"
 
-    def __init__(self, betas: dict[str, Any] | None = None) -> None:
+    def __init__(self, betas: dict[str, Any] | None = None, anchors: SafetyAnchors | None = None) -> None:
         try:
             self.betas = Betas(**(betas or {}))
         except Exception as exc:
             raise HarnessError(f"defense.betas: {exc}") from None
+        self.anchors = anchors
+        if anchors is not None:
+            self.name = "constrained_sft_anchored"
 
-    def describe(self) -> dict[str, Any]:
-        return {"defense": self.name, "betas": self.betas.model_dump()}
+    def describe(self) -> dict[str, Any]:  # without anchors, the description (and run hashes) as before they existed
+        return {"defense": self.name, "betas": self.betas.model_dump(), **({"anchors": self.anchors.describe()} if self.anchors else {})}
 
     def fine_tuning_objective(self) -> Objective:
         return ConstrainedObjective(self.betas)
+
+    def fine_tuning_data(self, examples: list[Example]) -> list[Example]:
+        return self.anchors.mix(examples) if self.anchors else examples

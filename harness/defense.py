@@ -6,7 +6,7 @@ from typing import Any
 
 from harness.engine import Engine
 from harness.model import Model
-from harness.training import Objective
+from harness.training import Example, Objective
 
 
 class Defense:
@@ -26,3 +26,8 @@ class Defense:
         """The objective a provider's fine-tuning API applies to user data (fine-tuning attacks
         train with it): plain SFT unless the defense controls fine-tuning (constrained_sft)."""
         return Objective()
+
+    def fine_tuning_data(self, examples: list[Example]) -> list[Example]:
+        """What the provider's fine-tuning API actually trains on, given the user's examples
+        (fine-tuning attacks go through it): the user's data unless the defense mixes in its own."""
+        return examples

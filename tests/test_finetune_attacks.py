@@ -18,9 +18,12 @@ from benchmarks.gsm8k import GSM8K
 from benchmarks.harmbench import HarmBench
 from defenses.constrained_sft import ConstrainedSFT
 from defenses.none import NoDefense
+from defenses.safety_mix import SafetyMix
 from harness.constrained import Betas, ConstrainedObjective
-from harness.errors import HarnessError
+from harness.errors import DataError, HarnessError
 from harness.judges.exact_match import ExactMatchJudge
+from harness.refusals import REFUSALS
+from harness.safety_anchors import SafetyAnchors
 from harness.training import (
     Batch,
     Encoder,
@@ -180,6 +183,33 @@ def test_finetune_attack_trains_under_the_defense_objective_and_evaluates_checkp
     assert len(requests) == 4 and len({r.key for r in requests}) == 4
     assert sorted(r.params["trigger"] for r in requests) == [False, False, True, True]
     assert all(r.attack == "finetune-backdoor" and r.params["then"] == "direct" for r in requests)
+
+
+def test_safety_anchors_are_disjoint_refusals_that_the_fine_tuning_api_mixes_in(tiny, harmbench, canned_answers):
+    import json
+
+    data = HarmfulExamples(harmbench, answer_model=tiny, n=4, answer_tokens=8)  # behaviors 1-4 (0 "refused")
+    user = data.examples(tiny)
+    anchors = SafetyAnchors(harmbench, n=3, skip=4)  # behaviors 4-5; 4 is in the user's data
+    mixed = SafetyMix(anchors).fine_tuning_data(user)
+    added = mixed[len(user):]
+    assert mixed[: len(user)] == user and len(added) == 1
+    well_formed(added, tiny)
+    assert added[0].kind == "anchor" and added[0].response in REFUSALS
+    assert added[0].messages[-1].content == harmbench.load()[5].query()
+    assert ConstrainedSFT(anchors=anchors).fine_tuning_data(user) == mixed
+    assert ConstrainedSFT().fine_tuning_data(user) == user and NoDefense().fine_tuning_data(user) == user
+    assert ConstrainedSFT(anchors=anchors).describe()["defense"] == "constrained_sft_anchored"
+    assert "anchors" not in ConstrainedSFT().describe()  # run hashes of the paper's setting are unchanged
+    with pytest.raises(DataError, match="lower anchors.skip"):
+        SafetyAnchors(harmbench, n=3, skip=100).examples()
+
+    train_cfg = {"lr": 1e-3, "epochs": 1, "batch_size": 2, "warmup_steps": 0, "bf16": False}
+    attack = FinetuneAttack(data, train=train_cfg)
+    tuned = attack.tamper(tiny, SafetyMix(anchors))
+    log = json.loads((tuned.folder / "train_log.json").read_text())
+    assert log["kinds"] == {"anchor": 1, "harmful": 4} and "anchored" in tuned.name
+    assert tuned.folder != attack.tamper(tiny, NoDefense()).folder
 
 
 def test_exact_match_judge_scores_gsm8k_answers():
