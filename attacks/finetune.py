@@ -52,7 +52,7 @@ class FinetuneAttack(Attack):
         objective = defense.fine_tuning_objective() if defense else Objective()
         examples = self.data.examples(model)
         mixed = defense.fine_tuning_data(examples) if defense else examples
-        tag = ("" if objective.name == "sft" else f"-{objective.name}") + ("-anchored" if len(mixed) != len(examples) else "")
+        tag = ("" if objective.name == "sft" else f"-{objective.name}") + ("-anchored" if mixed != examples else "")
         tuned = train(model, mixed, self.settings, objective,
                       name=f"{model.name}-ft-{self.data.name}{tag}", recipe=self.recipe())
         return checkpoint(tuned, self.step) if self.step is not None else tuned
