@@ -37,6 +37,7 @@ class HExPHI(Benchmark):
     name = "hexphi"
     file = "hexphi"
     hub_id = "LLM-Tuning-Safety/HEx-PHI"  # gated: needs an accepted license and a token
+    reads_folders = True
     fields = {
         "prompt": ("instruction", "prompt"),
         "category": ("category",),

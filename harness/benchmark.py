@@ -10,6 +10,7 @@ validates and filters.
 from __future__ import annotations
 
 import logging
+import numbers
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,39 +18,13 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
+from harness.data_files import LINE, read_table
 from harness.errors import DataError, HarnessError, choices
 from harness.types import Behavior
 
 log = logging.getLogger(__name__)
 
-
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV/TSV/JSON/JSONL file; a clear DataError for anything malformed."""
-    if not path.is_file():
-        raise DataError(f"data file {path} does not exist")
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".csv", ".tsv"):
-            # utf-8-sig strips a byte-order mark; the delimiter is the header's most frequent of , ; tab |
-            with open(path, encoding="utf-8-sig") as f:
-                header = f.readline()
-            sep = max(",;\t|", key=header.count) if any(d in header for d in ",;\t|") else ","
-            frame = pd.read_csv(path, sep=sep, encoding="utf-8-sig", dtype=str, keep_default_na=False)
-        elif suffix == ".jsonl":
-            frame = pd.read_json(path, lines=True, dtype=False, encoding="utf-8")
-        elif suffix == ".json":
-            frame = pd.read_json(path, dtype=False, encoding="utf-8")
-        else:
-            raise DataError(f"data file {path}: unsupported format {suffix!r}; use one of '.csv', '.tsv', '.json', '.jsonl'")
-    except DataError:
-        raise
-    except UnicodeDecodeError as exc:
-        raise DataError(f"data file {path} is not valid UTF-8 ({exc.reason} at byte {exc.start}); re-save it as UTF-8") from None
-    except Exception as exc:  # noqa: BLE001 - pandas raises many kinds for malformed files
-        raise DataError(f"data file {path} could not be parsed as {suffix[1:].upper()}: {str(exc).splitlines()[0]}") from None
-    if frame.empty:
-        raise DataError(f"data file {path} has no rows")
-    return frame.fillna("")
+WHOLE_NUMBER_FIELDS = ("id", "reference", "category")  # fields a file may give as whole numbers
 
 
 class Benchmark:
@@ -63,6 +38,7 @@ class Benchmark:
     fields: ClassVar[dict[str, Sequence[str]]] = {}  # Behavior field -> accepted column names
     required: ClassVar[Sequence[str]] = ("prompt",)
     label: ClassVar[str] = "harmful"
+    reads_folders: ClassVar[bool] = False  # a benchmark whose `path` may be a folder of files (HEx-PHI)
 
     def __init__(
         self,
@@ -75,8 +51,9 @@ class Benchmark:
         hub: bool = True,
     ) -> None:
         for key, value in (("limit", limit), ("sample", sample)):
-            if value is not None and value < 1:
-                raise HarnessError(f"benchmark.{key}={value}: must be a positive number of behaviors (or null for all)")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                option = "limit" if key == "limit" else f"benchmark.{key}"
+                raise HarnessError(f"{option}={value!r}: must be a positive whole number of behaviors, or null for all")
         self.path = Path(path).expanduser() if path else None
         self.data_dir = Path(data_dir).expanduser() if data_dir else None
         self.limit = limit
@@ -90,6 +67,9 @@ class Benchmark:
         if self.path is not None:
             if not self.path.exists():
                 raise DataError(f"benchmark {self.name!r}: benchmark.path={str(self.path)!r} does not exist")
+            if self.path.is_dir() and not self.reads_folders:
+                raise DataError(f"benchmark {self.name!r}: benchmark.path={str(self.path)!r} is a folder; "
+                                f"give the data file itself (.csv, .tsv, .json or .jsonl)")
             return self.path
         if self.data_dir is not None and self.file:
             candidate = self.data_dir / self.file
@@ -137,12 +117,14 @@ class Benchmark:
     def parse(self, frame: pd.DataFrame, where: str) -> list[Behavior]:
         mapping = self.column_map(frame, where)
         behaviors, skipped = [], 0
-        for i, row in enumerate(frame.to_dict("records")):
-            values = {field: str(row[col]).strip() for field, col in mapping.items()}
+        lines = list(frame.index) if frame.attrs.get(LINE) else [None] * len(frame)
+        for i, (row, line) in enumerate(zip(frame.to_dict("records"), lines, strict=True)):
+            values = {field: self.text(row[col], field, col, where, line) for field, col in mapping.items()}
             if not values.get("prompt"):
                 skipped += 1
                 continue
-            values.setdefault("id", f"{self.name}-{i}")
+            if not values.get("id"):
+                values["id"] = f"{self.name}-{i}"
             values = {k: v for k, v in self.complete(values, row).items() if k in Behavior.model_fields}
             behaviors.append(Behavior(source=self.name, **{"label": self.label, **values}))
         if skipped:
@@ -152,6 +134,17 @@ class Benchmark:
             dupes = sorted({i for i in ids if ids.count(i) > 1})
             raise DataError(f"benchmark {self.name!r}: {where} has duplicate ids {choices(dupes[:5])}; ids must be unique")
         return behaviors
+
+    def text(self, value: Any, field: str, column: str, where: str, line: int | None) -> str:
+        """A cell as the text of a Behavior field: strings as they are, whole numbers for ids and
+        references; anything else (a number as a prompt, an object, a list) is a DataError naming the line."""
+        if isinstance(value, str):
+            return value.strip()
+        if field in WHOLE_NUMBER_FIELDS and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return str(value)
+        at = f", line {line}" if line is not None else ""
+        raise DataError(f"benchmark {self.name!r}: {where}{at}: column {column!r} ({field}) holds a "
+                        f"{type(value).__name__} ({str(value)[:60]!r}), not text; quote it as a string")
 
     def complete(self, values: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
         """Hook for benchmark-specific fields (labels, references, targets)."""

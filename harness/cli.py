@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from harness.errors import HarnessError
+from harness import secrets
+from harness.errors import ExitCode, HarnessError
 
 log = logging.getLogger("harness")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -28,7 +30,8 @@ def user_error(exc: BaseException) -> HarnessError | None:
 
 
 def exits_cleanly(fn: F) -> F:
-    """Print user errors (bad values, missing data or weights) as one message and exit 2."""
+    """Print user errors (bad values, missing data or weights) as one message and exit with the error's
+    code (2; 4 for failed requests, 5 for a busy run folder; see `ExitCode`)."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -38,13 +41,13 @@ def exits_cleanly(fn: F) -> F:
             return fn(*args, **kwargs)
         except KeyboardInterrupt:
             log.error("interrupted; everything generated so far is in records.jsonl and a re-run resumes")
-            sys.exit(130)
+            sys.exit(ExitCode.INTERRUPTED)
         except (HarnessError, InstantiationException) as exc:
             cause = user_error(exc)
-            message = str(cause) if cause is not None else str(exc)
+            message = secrets.scrub(str(cause) if cause is not None else str(exc))
             log.error("%s", message)
             print(f"error: {message}", file=sys.stderr)
-            sys.exit(2)
+            sys.exit(cause.exit_code if cause is not None else ExitCode.USER_ERROR)
 
     return wrapper  # type: ignore[return-value]
 
@@ -59,10 +62,14 @@ def build_experiment(cfg: DictConfig):
     from harness.run import Experiment
     from harness.types import Sampling
 
+    from pydantic import ValidationError
+
+    check_finite(OmegaConf.to_container(cfg, resolve=False))
     try:
         sampling = Sampling(**cfg.sampling)
-    except Exception as exc:  # pydantic's message names the field and the bound
-        raise HarnessError(f"bad sampling settings: {exc}") from None
+    except ValidationError as exc:  # pydantic's message names the field and the bound
+        problems = "; ".join(f"sampling.{'.'.join(map(str, e['loc']))}={e.get('input')!r}: {e['msg']}" for e in exc.errors())
+        raise HarnessError(f"bad sampling settings: {problems}") from None
     return Experiment(
         model=instantiate(cfg.model),
         benchmark=instantiate(cfg.benchmark),
@@ -73,6 +80,18 @@ def build_experiment(cfg: DictConfig):
         sampling=sampling,
         out_dir=run_folder(cfg),
     )
+
+
+def check_finite(node: Any, where: str = "") -> None:
+    """Every number in a configuration must be finite: inf and nan cannot be stored, compared or read back."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            check_finite(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            check_finite(value, f"{where}[{i}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise HarnessError(f"{where}={node}: not a finite number; give a finite value")
 
 
 def run_folder(cfg: DictConfig) -> Path:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DTYPES = ("float32", "bfloat16", "float16", "auto")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+CONTEXT_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
 
 
 def default_cache_dir() -> Path:
@@ -51,6 +56,10 @@ class Model:
     ) -> None:
         if dtype not in DTYPES:
             raise HarnessError(f"model.dtype={dtype!r} is not supported; choose one of {choices(DTYPES)}")
+        if not isinstance(name, str) or not NAME.fullmatch(name):
+            raise HarnessError(
+                f"model.name={name!r}: a model name becomes a folder name in results and the cache; use letters, "
+                f"digits and . _ - + (no '/', no leading '.'), e.g. model.name=my-model")
         self.name = name
         self.dtype = dtype
         self.chat_template = chat_template
@@ -98,7 +107,8 @@ class Model:
     def tokenizer(self) -> PreTrainedTokenizerBase:
         from transformers import AutoTokenizer
 
-        tok = AutoTokenizer.from_pretrained(self.tokenizer_folder(), trust_remote_code=self.trust_remote_code)
+        with self.loading("tokenizer"):
+            tok = AutoTokenizer.from_pretrained(self.tokenizer_folder(), trust_remote_code=self.trust_remote_code)
         if self.chat_template:
             tok.chat_template = self.chat_template
         if not tok.chat_template:
@@ -110,6 +120,22 @@ class Model:
             tok.pad_token = tok.eos_token
         tok.padding_side = "left"
         return tok
+
+    @contextmanager
+    def loading(self, what: str) -> Iterator[None]:
+        """transformers' errors for a folder it cannot read (unknown model type, remote code needed,
+        broken files) as one ModelUnavailable line naming the model and the fix."""
+        try:
+            yield
+        except (ValueError, OSError, KeyError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            remote = "trust_remote_code" in str(exc) or "model type" in str(exc) or isinstance(exc, KeyError)
+            hint = (" If the folder's model type needs its own code, and you trust that code, set "
+                    "model.trust_remote_code=true; else upgrade transformers or use a supported model.") if remote else ""
+            raise ModelUnavailable(
+                f"model {self.name!r}: transformers cannot load the {what} in {self.folder}: "
+                f"{type(exc).__name__}: {first}.{hint}"
+            ) from None
 
     @cached_property
     def torch_device(self) -> torch.device:
@@ -127,9 +153,10 @@ class Model:
 
         dtype = "auto" if self.dtype == "auto" else getattr(torch, self.dtype)
         log.info("loading %s from %s (%s)", self.name, self.folder, self.dtype)
-        model = AutoModelForCausalLM.from_pretrained(
-            self.folder, dtype=dtype, trust_remote_code=self.trust_remote_code
-        )
+        with self.loading("weights"):
+            model = AutoModelForCausalLM.from_pretrained(
+                self.folder, dtype=dtype, trust_remote_code=self.trust_remote_code
+            )
         return model.to(self.torch_device).eval()
 
     # --- prompts -----------------------------------------------------------------
@@ -165,6 +192,22 @@ class Model:
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    @cached_property
+    def context_length(self) -> int | None:
+        """Positions the model can attend over (its config's `max_position_embeddings` or the
+        like), read from config.json without loading weights; None when the config names none."""
+        import json
+
+        try:
+            config = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        config = {**config.get("text_config", {}), **config}
+        for field in CONTEXT_FIELDS:
+            if isinstance(config.get(field), int) and config[field] > 0:
+                return int(config[field])
+        return None
 
 
 class LocalModel(Model):

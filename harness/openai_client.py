@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from harness import secrets
 from harness.errors import HarnessError
 
 
@@ -26,6 +27,8 @@ def openai_client(*, option: str, who: str, api_key_env: str, base_url: str | No
     except ImportError:
         raise HarnessError(f"{who} needs the `openai` package: pip install openai") from None
     key = os.environ.get(api_key_env)
+    secrets.register(key)
+    secrets.public_url(base_url)  # registers a user:password in the URL
     if not key:
         if not base_url:
             raise HarnessError(

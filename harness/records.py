@@ -1,7 +1,8 @@
 """The records file: one JSON line per judged completion, appended as produced.
 
-Appends are flushed and fsynced per batch. A line cut short by a crash (kill -9 mid-write)
-is not a record: on open it is dropped and the file truncated back to its last full line.
+Appends are flushed and fsynced per batch. A last line cut short by a crash (kill -9 mid-write)
+does not parse and is not a record: on open it is dropped and the file truncated back to its
+last full line. A last line that parses but lacks its newline (an editor, a copy) is kept.
 Later lines win over earlier ones with the same key (a re-judged completion).
 """
 
@@ -15,6 +16,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from harness import secrets
 from harness.types import Record
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,14 @@ def latest_by_key(text: str, kind: type[M], path: Path, what: str) -> dict[str, 
     return items
 
 
+def parses(line: bytes) -> bool:
+    try:
+        Record.model_validate_json(line)
+    except ValidationError:
+        return False
+    return True
+
+
 class RecordStore:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -51,14 +61,21 @@ class RecordStore:
         data = self.path.read_bytes()
         if data and not data.endswith(b"\n"):
             cut = data.rfind(b"\n") + 1
-            log.warning("%s: dropping a partly written last line (%d bytes) left by an interrupted run", self.path, len(data) - cut)
-            with open(self.path, "r+b") as f:
-                f.truncate(cut)
-            data = data[:cut]
+            last = data[cut:]
+            if parses(last):  # complete, only its newline is missing: keep it and finish the line
+                with open(self.path, "ab") as f:
+                    f.write(b"\n")
+                data += b"\n"
+            else:
+                log.warning("%s: dropping a partly written last line (%d bytes) left by an interrupted run",
+                            self.path, len(last))
+                with open(self.path, "r+b") as f:
+                    f.truncate(cut)
+                data = data[:cut]
         return latest_by_key(data.decode("utf-8", errors="replace"), Record, self.path, "records of this harness version")
 
     def append(self, records: Iterable[Record]) -> None:
-        lines = "".join(r.model_dump_json() + "\n" for r in records)
+        lines = secrets.scrub("".join(r.model_dump_json() + "\n" for r in records))  # a server may echo a key
         if not lines:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ from harness.attack import Attack
 from harness.benchmark import Benchmark
 from harness.defense import Defense
 from harness.engine import Engine
+from harness.errors import RequestsFailed
 from harness.judge import Judge
 from harness.judge_usage import record_usage
 from harness.model import Model
@@ -50,6 +51,11 @@ class Outcome:
     reused: int
     rejudged: int
     seconds: float
+    failed: RequestsFailed | None = None  # requests that failed after retries: their completions are missing
+
+    @property
+    def judge_errors(self) -> list[Record]:
+        return [r for r in self.records if r.verdict.error]
 
 
 def run(exp: Experiment) -> Outcome:
@@ -73,6 +79,8 @@ def run(exp: Experiment) -> Outcome:
     reused = len(have)
     todo: list[Request] = list({keys[k].key: keys[k] for k in keys if k not in have}.values())
     stale = [r for r in have.values() if r.verdict.judge != exp.judge.id or r.verdict.error]  # new judge, or a failed verdict
+    if todo:
+        engine.check_fits(todo)  # before any judging or generation
     if have:
         log.info("resuming: %d of %d completions already in %s; %d to generate, %d to re-judge",
                  len(have), len(keys), store.path, sum(r.sampling.n for r in todo), len(stale))
@@ -85,18 +93,21 @@ def run(exp: Experiment) -> Outcome:
         fresh = judged([r.completion for r in stale])
         store.append(fresh)
         have.update({r.key: r for r in fresh})
-    generated = 0
+    generated, failed = 0, None
     if todo:
-        for batch in engine.stream(todo):
-            # a partial request (fewer than n samples stored) regenerates all n; keep the stored ones
-            fresh = [r for r in judged(batch) if r.key not in have]
-            store.append(fresh)
-            have.update({r.key: r for r in fresh})
-            generated += len(batch)
-    records = [have[k] for k in keys]
+        try:
+            for batch in engine.stream(todo):
+                # a partial request (fewer than n samples stored) regenerates all n; keep the stored ones
+                fresh = [r for r in judged(batch) if r.key not in have]
+                store.append(fresh)
+                have.update({r.key: r for r in fresh})
+                generated += len(batch)
+        except RequestsFailed as exc:  # what succeeded is stored; the table shows it, the caller reports the rest
+            failed = exc
+    records = [have[k] for k in keys if k in have]
     table = report.write(records, exp.out_dir)
     record_usage(exp.judge, exp.out_dir, "run")  # calls, tokens, cost of model-based judges -> judge_usage.jsonl
     return Outcome(table=table, records=records, generated=generated, reused=reused,
-                   rejudged=len(stale), seconds=time.perf_counter() - start)
+                   rejudged=len(stale), seconds=time.perf_counter() - start, failed=failed)
 
 

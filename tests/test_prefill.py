@@ -43,8 +43,15 @@ def test_harmful_prefix_wins_over_target_in_auto(tiny):
 
 
 def test_behavior_without_text_only_runs_k0(tiny):
+    b = B.model_copy(update={"target": "", "id": "no-target"})
+    got = PrefillAttack(lengths=[0, 5]).requests([b, B], tiny, Sampling())
+    assert sorted((r.behavior_id, r.params["k"]) for r in got) == [(B.id, 0), (B.id, 5), ("no-target", 0)]
+
+
+def test_a_benchmark_without_any_prefill_text_is_an_error(tiny):
     b = B.model_copy(update={"target": ""})
-    assert [r.params["k"] for r in PrefillAttack(lengths=[0, 5]).requests([b], tiny, Sampling())] == [0]
+    with pytest.raises(HarnessError, match=r"no behavior of this benchmark has a target or harmful prefix.*prefill_answers"):
+        PrefillAttack(lengths=[0, 5]).requests([b], tiny, Sampling())
 
 
 @pytest.mark.parametrize("lengths", [[-1], [0, -5], []])

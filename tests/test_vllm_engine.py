@@ -174,7 +174,7 @@ def test_unsupported_sampling_is_refused_before_starting_vllm(tiny):
 def test_prompt_longer_than_the_context_is_refused_before_starting_vllm(tiny):
     eng = VLLMEngine(tiny, max_model_len=1024, progress=False)
     long = Request(behavior_id="long", messages=(Message(role="user", content="word " * 1100),), sampling=GREEDY)
-    with pytest.raises(HarnessError, match="behavior 'long' has .* engine.max_model_len=1024"):
+    with pytest.raises(HarnessError, match="behavior 'long': its prompt has .* more than the 1024 tokens"):
         eng.generate([long])
     assert "llm" not in eng.__dict__
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from tqdm.auto import tqdm
 
 from harness.engine import Engine
+from harness.errors import HarnessError
 from harness.model import Model
 from harness.types import Completion, Request, content_hash
 
@@ -64,6 +65,8 @@ class HFEngine(Engine):
 
     def __init__(self, model: Model, batch_size: int = 32, progress: bool = True) -> None:
         super().__init__(model)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise HarnessError(f"engine.batch_size={batch_size!r}: must be a whole number of rows, 1 or more")
         self.batch_size = batch_size
         self.progress = progress
 

@@ -32,14 +32,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from tqdm.auto import tqdm
 
+from harness.calls import concurrently
 from harness.engine import Engine
-from harness.errors import HarnessError, choices
+from harness.errors import HarnessError, RequestsFailed, choices
 from harness.judges.rubric import public_url
 from harness.model import Model
 from harness.openai_client import openai_client
@@ -78,7 +78,7 @@ class ChatAPI:
             messages.append({"role": "assistant", "content": request.prefill})
             params["extra_body"] = {**params.get("extra_body", {}), "continue_final_message": True, "add_generation_prompt": False}
         response = client.chat.completions.create(model=self.engine.served_model, messages=messages, **params)
-        texts = [(c.message.content or "", c.finish_reason) for c in sorted(response.choices, key=lambda c: c.index)]
+        texts = [(answer(c.message.content), c.finish_reason) for c in sorted(response.choices, key=lambda c: c.index)]
         return self.engine.parse_choices(texts, response, request), usage(response, "prompt_tokens")
 
 
@@ -100,7 +100,7 @@ class CompletionsAPI:
             prompt = model.template_text(request.messages) + request.prefill
             params["extra_body"] = {**params.get("extra_body", {}), "add_special_tokens": False}
         response = client.completions.create(model=self.engine.served_model, prompt=prompt, **params)
-        texts = [(c.text or "", c.finish_reason) for c in sorted(response.choices, key=lambda c: c.index)]
+        texts = [(answer(c.text), c.finish_reason) for c in sorted(response.choices, key=lambda c: c.index)]
         return self.engine.parse_choices(texts, response, request), usage(response, "prompt_tokens") or len(ids)
 
 
@@ -111,12 +111,20 @@ FATAL = ("BadRequestError", "AuthenticationError", "PermissionDeniedError", "Not
          "ConflictError")
 
 
+def answer(text: Any) -> str:
+    """A choice's text. `null` or a missing text is a failed request, never an empty answer (which the
+    judges would count as a refusal); an empty string the model generated is kept as it is."""
+    if not isinstance(text, str):
+        raise RequestFailed(f"the server answered no text ({'null' if text is None else type(text).__name__})")
+    return text
+
+
 def usage(response: Any, field: str) -> int:
     return int(getattr(getattr(response, "usage", None), field, 0) or 0)
 
 
 class RequestFailed(Exception):
-    """A request that failed after the client's retries (the run goes on, up to max_failures)."""
+    """A request that failed after the client's retries, or got no answer text (the run goes on, up to max_failures)."""
 
 
 class OpenAIEngine(Engine):
@@ -165,6 +173,9 @@ class OpenAIEngine(Engine):
         if self.api == "completions":
             out["send_token_ids"] = self.send_token_ids
         return out
+
+    def context_length(self) -> int | None:
+        return None  # the server knows its own context and refuses what does not fit (a 400: the run stops)
 
     # --- client and up-front checks ---------------------------------------------------
     def where(self) -> str:
@@ -292,39 +303,37 @@ class OpenAIEngine(Engine):
         done = 0
         chunk: list[Completion] = []
         total = sum(r.sampling.n for r in requests)
-        pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests)))
+        calls = concurrently(self.one, requests, self.concurrency)  # Ctrl-C: queued calls never start
         try:
             with tqdm(total=total, desc=f"generate [{self.served_model} @ {self.where()}]", unit="seq",
                       disable=not self.progress) as bar:
-                pending: set[Future] = {pool.submit(self.one, r) for r in requests}
-                while pending and fatal is None:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        try:
-                            out = future.result()
-                        except RequestFailed as exc:
-                            failures.append(str(exc))
-                            log.warning("engine=openai: a request failed after retries: %s", exc)
-                            if len(failures) > self.max_failures:
-                                fatal = HarnessError(self.failed(failures, total, done, stopped=True))
-                            continue
-                        except HarnessError as exc:
-                            fatal = exc
-                            continue
-                        chunk.extend(out)
-                        done += len(out)
-                        bar.update(len(out))
+                for _, out, error in calls:
+                    if isinstance(error, RequestFailed):
+                        failures.append(str(error))
+                        log.warning("engine=openai: a request failed after retries: %s", error)
+                        if len(failures) > self.max_failures:
+                            fatal = RequestsFailed(self.failed(failures, total, done, stopped=True))
+                            break
+                        continue
+                    if isinstance(error, HarnessError):
+                        fatal = error
+                        break
+                    if error is not None:
+                        raise error
+                    chunk.extend(out)
+                    done += len(out)
+                    bar.update(len(out))
                     if len(chunk) >= self.chunk_size:
                         yield chunk
                         chunk = []
                 if chunk:
                     yield chunk
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            calls.close()
         if fatal is not None:
             raise fatal
         if failures:
-            raise HarnessError(self.failed(failures, total, done, stopped=False))
+            raise RequestsFailed(self.failed(failures, total, done, stopped=False))
 
     def failed(self, failures: list[str], total: int, done: int, stopped: bool) -> str:
         how = f"stopped after {len(failures)} failed requests (engine.max_failures={self.max_failures})" if stopped \

@@ -169,6 +169,13 @@ class VLLMEngine(Engine):
         gc.collect()
 
     # --- generation ---------------------------------------------------------------------
+    def context_length(self) -> int | None:
+        """engine.max_model_len when set (vLLM holds no more), else the model's own positions."""
+        own = self.model.context_length
+        if self.max_model_len is None:
+            return own
+        return min(self.max_model_len, own) if own else self.max_model_len
+
     def sampling_params(self, sampling: Sampling) -> Any:
         """vLLM's SamplingParams for one request (greedy n > 1 is asked once, see `stream`)."""
         if sampling.temperature > MAX_TEMPERATURE:
@@ -195,13 +202,6 @@ class VLLMEngine(Engine):
         for r, _ in encoded:
             if r.sampling not in params:
                 params[r.sampling] = self.sampling_params(r.sampling)  # every bad value fails before any generation
-        if self.max_model_len is not None:
-            longest = max(encoded, key=lambda e: len(e[1]))
-            if len(longest[1]) >= self.max_model_len:
-                raise HarnessError(
-                    f"a prompt of behavior {longest[0].behavior_id!r} has {len(longest[1])} tokens, not less than "
-                    f"engine.max_model_len={self.max_model_len}; raise engine.max_model_len or shorten the prompt."
-                )
         from vllm.inputs import TokensPrompt
 
         llm = self.llm
