@@ -59,10 +59,10 @@ def instantiate(node: DictConfig, **kwargs: Any) -> Any:
 
 
 def build_experiment(cfg: DictConfig):
+    from pydantic import ValidationError
+
     from harness.run import Experiment
     from harness.types import Sampling
-
-    from pydantic import ValidationError
 
     check_finite(OmegaConf.to_container(cfg, resolve=False))
     try:

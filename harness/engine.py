@@ -27,6 +27,10 @@ class Engine:
         """Settings that change outputs (not speed); part of the run hash."""
         return {"engine": self.name}
 
+    def preflight(self) -> None:
+        """Check what the engine needs from outside (a package, a server, a key) before anything expensive
+        runs; the run loop calls it first, on an engine built for the undefended model. Nothing by default."""
+
     def context_length(self) -> int | None:
         """Prompt + generated tokens the engine can hold; None when it cannot know (a remote server)."""
         return self.model.context_length

@@ -18,5 +18,8 @@ class Judge:
     def id(self) -> str:
         return f"{self.name}@{content_hash(self.describe())}"
 
+    def preflight(self) -> None:
+        """Check what the judge needs (a key, a server, a package) before any generation; nothing by default."""
+
     def judge(self, items: Sequence[tuple[Behavior, Completion]]) -> list[Verdict]:
         raise NotImplementedError

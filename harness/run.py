@@ -60,6 +60,8 @@ class Outcome:
 
 def run(exp: Experiment) -> Outcome:
     start = time.perf_counter()
+    exp.judge.preflight()  # keys, servers, packages: before any training, loading or generating
+    exp.engine(exp.model).preflight()
     behaviors = exp.benchmark.load()
     log.info("benchmark %s: %d behaviors", exp.benchmark.name, len(behaviors))
     model = exp.attack.tamper(exp.defense.harden(exp.model), exp.defense)
@@ -105,7 +107,7 @@ def run(exp: Experiment) -> Outcome:
         except RequestsFailed as exc:  # what succeeded is stored; the table shows it, the caller reports the rest
             failed = exc
     records = [have[k] for k in keys if k in have]
-    table = report.write(records, exp.out_dir)
+    table = report.write(records, exp.out_dir) if records else pd.DataFrame()  # none: every request failed
     record_usage(exp.judge, exp.out_dir, "run")  # calls, tokens, cost of model-based judges -> judge_usage.jsonl
     return Outcome(table=table, records=records, generated=generated, reused=reused,
                    rejudged=len(stale), seconds=time.perf_counter() - start, failed=failed)

@@ -79,6 +79,9 @@ def locked(folder: Path, wait: bool = False) -> Iterator[None]:
         os.ftruncate(fd, 0)
         os.pwrite(fd, (f"pid {os.getpid()} on {socket.gethostname()} since "
                        f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} ({secrets.scrub(' '.join(sys.argv))[:300]})\n").encode(), 0)
-        yield
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # nobody holds it now
     finally:
         os.close(fd)  # releases the lock

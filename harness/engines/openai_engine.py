@@ -40,9 +40,9 @@ from tqdm.auto import tqdm
 from harness.calls import concurrently
 from harness.engine import Engine
 from harness.errors import HarnessError, RequestsFailed, choices
-from harness.judges.rubric import public_url
 from harness.model import Model
 from harness.openai_client import openai_client
+from harness.secrets import public_url
 from harness.types import Completion, Request
 
 log = logging.getLogger(__name__)
@@ -173,6 +173,10 @@ class OpenAIEngine(Engine):
         if self.api == "completions":
             out["send_token_ids"] = self.send_token_ids
         return out
+
+    def preflight(self) -> None:
+        self.client()  # the key (or a base_url that needs none)
+        self.check_server()  # the server is up, takes the key, serves the model
 
     def context_length(self) -> int | None:
         return None  # the server knows its own context and refuses what does not fit (a 400: the run stops)

@@ -169,6 +169,9 @@ class VLLMEngine(Engine):
         gc.collect()
 
     # --- generation ---------------------------------------------------------------------
+    def preflight(self) -> None:
+        import_vllm()  # installed and importable, before any training or generation
+
     def context_length(self) -> int | None:
         """engine.max_model_len when set (vLLM holds no more), else the model's own positions."""
         own = self.model.context_length

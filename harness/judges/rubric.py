@@ -29,14 +29,14 @@ import re
 import sqlite3
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+from harness.calls import concurrently
 from harness.errors import HarnessError
 from harness.judge import Judge
 from harness.openai_client import openai_client
+from harness.secrets import public_url, scrub
 from harness.types import Behavior, Completion, Verdict, content_hash
 
 log = logging.getLogger(__name__)
@@ -83,16 +83,6 @@ def parse_score(reply: str) -> int | None:
     """The last `#score: N` in the reply, or None."""
     found = SCORE.findall(reply)
     return int(found[-1]) if found else None
-
-
-def public_url(url: str | None) -> str | None:
-    """The base URL without user:password@ (a URL may carry credentials)."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 class ReplyCache:
@@ -206,17 +196,17 @@ class RubricJudge(Judge):
                 todo.append(i)
         if todo:
             client = self.client()
-            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(todo))) as pool:
-                futures = {pool.submit(self.call, client, prompts[i]): i for i in todo}
-                for future in as_completed(futures):
-                    i = futures[future]
-                    try:
-                        replies[i] = future.result()
-                    except Exception as exc:  # noqa: BLE001 - any failure becomes an error verdict
-                        verdicts[i] = self.failed(f"{type(exc).__name__}: {self.redact(str(exc))[:200]}")
-                        continue
-                    if parse_score(replies[i]) is not None:
-                        self.cache.put(keys[i], replies[i])
+            # Ctrl-C: queued calls never start and hanging ones are not waited for
+            for j, reply, error in concurrently(lambda i: self.call(client, prompts[i]), todo, self.concurrency):
+                i = todo[j]
+                if error is not None:
+                    if not isinstance(error, Exception):
+                        raise error
+                    verdicts[i] = self.failed(f"{type(error).__name__}: {self.redact(str(error))[:200]}")
+                    continue
+                replies[i] = scrub(reply)  # a server may echo the key or the Basic-auth header
+                if parse_score(replies[i]) is not None:
+                    self.cache.put(keys[i], replies[i])
         for i, reply in replies.items():
             verdicts[i] = self.verdict(items[i][0], reply)
         return [verdicts[i] for i in range(len(items))]
@@ -238,6 +228,9 @@ class RubricJudge(Judge):
         self._count(errors=1)
         log.warning("rubric judge: %s", reason)
         return Verdict(harmful=None, refused=None, judge=self.id, error=reason)
+
+    def preflight(self) -> None:
+        self.client()  # a missing key is an error now, not after generating a batch
 
     def client(self) -> Any:
         """The OpenAI client, built on first need; the key comes from the environment only."""
