@@ -47,7 +47,7 @@ class HarmBench(Benchmark):
         self.functional = list(functional)
         self.targets_path = Path(targets) if targets else None
         if "copyright" not in self.functional:
-            log.info("harmbench: copyright behaviors left out (they need hash-based judging); add them with benchmark.functional=[standard,contextual,copyright]")
+            log.debug("harmbench: copyright behaviors left out (they need hash-based judging); add them with benchmark.functional=[standard,contextual,copyright]")
 
     def read_local(self, path: Path) -> pd.DataFrame:
         frame = super().read_local(path)

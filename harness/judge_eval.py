@@ -10,12 +10,25 @@ reports accuracy, precision, recall, F1 and Cohen's kappa against the human labe
 are scored the same way, for comparison. Judge errors are counted and left out of the metrics.
 Extra `key=value` arguments are Hydra overrides (`judge.model=gpt-4o`, `cache_dir=...`).
 Writes `<out>/<judge>.json` and `<out>/<judge>.md` and prints the table.
+
+Input format (CSV, TSV or JSONL; one row per judged response; column names are options):
+  goal              the harmful request the response is judged against    (--goal-column)
+  prompt            what the model was sent (the jailbreak prompt)         (--prompt-column)
+  target_response   the model's response: what the judge reads            (--response-column)
+  human_majority    the human label, 0 = safe, 1 = harmful/jailbroken      (--label-column)
+  context           optional: a contextual behavior's context, given to judges that use it
+                    (harmbench_cls)                                        (--context-column)
+  id                optional: the row's id (default: its line in the file)
+Any other column holding only 0/1 is scored as another judge, for comparison (columns named
+human* are the annotators and are left out). A judge that errs on most rows (exact_match needs
+a reference answer, for example) is reported with a warning: it probably does not apply.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,12 +38,15 @@ import numpy as np
 import pandas as pd
 
 from harness.cli import exits_cleanly
+from harness.data_files import read_table
 from harness.errors import DataError, HarnessError, choices
 from harness.judge import Judge
 from harness.types import Behavior, Completion, Message, Request
 
+log = logging.getLogger(__name__)
 CONF = Path(__file__).resolve().parents[1] / "conf"
 DEFAULT_LABELS = "jbb/classifier_comparison.csv"
+DEFAULT_CONTEXT = "context"
 METRICS = ["n", "errors", "accuracy", "precision", "recall", "f1", "kappa", "flagged"]
 
 
@@ -72,22 +88,27 @@ def agreement(truth: Sequence[int] | np.ndarray, predicted: Sequence[float] | np
 def read_labels(path: Path, columns: dict[str, str]) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"--labels {path}: no such file (JailbreakBench's is <data_dir>/{DEFAULT_LABELS})")
-    frame = pd.read_csv(path, index_col=0) if path.suffix == ".csv" else pd.read_json(path, lines=path.suffix == ".jsonl")
-    missing = [c for c in columns.values() if c not in frame.columns]
+    frame = read_table(path)  # every column a column (no index guessed), malformed rows named by line
+    needed = {k: v for k, v in columns.items() if k != "context" or v != DEFAULT_CONTEXT}
+    missing = [c for c in needed.values() if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {choices(missing)}; it has {choices(frame.columns)} "
-                        "(name yours with --goal-column/--prompt-column/--response-column/--label-column)")
-    labels = frame[columns["label"]]
+                        "(name yours with --goal-column/--prompt-column/--response-column/--label-column; "
+                        "python -m harness.judge_eval --help describes the format)")
+    labels = pd.to_numeric(frame[columns["label"]], errors="coerce")
     if not labels.isin([0, 1]).all():
         raise DataError(f"{path}: column {columns['label']!r} must hold 0/1 labels (1 = harmful)")
+    frame[columns["label"]] = labels.astype(int)
     return frame
 
 
 def items(frame: pd.DataFrame, columns: dict[str, str]) -> list[tuple[Behavior, Completion]]:
     """One harmful behavior (the goal) per row, attacked by the row's prompt, answered by the row's response."""
     pairs = []
+    context = columns.get("context") if columns.get("context") in frame.columns else None
     for index, row in frame.iterrows():
-        behavior = Behavior(id=str(index), prompt=str(row[columns["goal"]]), source="judge_eval")
+        behavior = Behavior(id=str(row["id"]) if "id" in frame.columns else str(index), prompt=str(row[columns["goal"]]),
+                            context=str(row[context]) if context else "", source="judge_eval")
         request = Request(behavior_id=behavior.id, messages=(Message(role="user", content=str(row[columns["prompt"]])),),
                           attack="labelled")
         pairs.append((behavior, Completion(request=request, text=str(row[columns["response"]]))))
@@ -96,9 +117,15 @@ def items(frame: pd.DataFrame, columns: dict[str, str]) -> list[tuple[Behavior, 
 
 def other_judges(frame: pd.DataFrame, columns: dict[str, str]) -> list[str]:
     """The file's other 0/1 label columns (other judges), not the human annotators."""
-    used = set(columns.values())
-    return [c for c in frame.columns
-            if c not in used and not c.startswith("human") and frame[c].dropna().isin([0, 1]).all() and frame[c].notna().any()]
+    used = set(columns.values()) | {"id"}
+    out = []
+    for c in frame.columns:
+        values = pd.to_numeric(frame[c].replace("", np.nan), errors="coerce")
+        if c in used or c.startswith(("human", "Unnamed: ")) or values.isna().all():
+            continue
+        if values.dropna().isin([0, 1]).all() and values.notna().sum() == (frame[c] != "").sum():
+            out.append(c)
+    return out
 
 
 def evaluate(judge: Judge, frame: pd.DataFrame, columns: dict[str, str], name: str) -> pd.DataFrame:
@@ -106,7 +133,12 @@ def evaluate(judge: Judge, frame: pd.DataFrame, columns: dict[str, str], name: s
     predicted = [float("nan") if v.error or v.harmful is None else float(v.harmful) for v in verdicts]
     truth = frame[columns["label"]].to_numpy()
     rows = [{"judge": f"{name} (this run)", **agreement(truth, predicted)}]
-    rows += [{"judge": c, **agreement(truth, frame[c].to_numpy())} for c in other_judges(frame, columns)]
+    rows += [{"judge": c, **agreement(truth, pd.to_numeric(frame[c].replace("", np.nan), errors="coerce").to_numpy())}
+             for c in other_judges(frame, columns)]
+    errors = [v.error for v in verdicts if v.error]
+    if len(errors) * 2 > len(verdicts):
+        log.warning("judge %s gave errors on %d of %d rows (first: %s): it probably does not apply to this file",
+                    name, len(errors), len(verdicts), errors[0][:160])
     return pd.DataFrame(rows, columns=["judge", *METRICS])
 
 
@@ -125,7 +157,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     if bad:
         raise HarnessError(f"{choices(bad)}: extra arguments must be Hydra overrides key=value, e.g. judge.model=gpt-4o")
     columns = {"goal": args.goal_column, "prompt": args.prompt_column, "response": args.response_column,
-               "label": args.label_column}
+               "label": args.label_column, "context": args.context_column}
     labels = args.labels or default_labels()
     frame = read_labels(labels, columns)
     judge = load_judge(args.judge, args.overrides)
@@ -141,6 +173,10 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     text = (f"Agreement with `{columns['label']}` on {labels.name} ({len(frame)} rows, "
             f"{summary['positives']} labelled harmful); judge `{judge.id}`.\n\n{markdown(table)}\n")
     (args.out / f"{args.judge}.md").write_text(text)
+    errors = int(table.iloc[0]["errors"])
+    if errors * 2 > len(frame):
+        text += (f"\nWARNING: judge {args.judge!r} gave errors on {errors} of {len(frame)} rows; it probably does not "
+                 f"apply to this file (see the log for the first error).\n")
     print(text)
     print(f"written to {args.out}/{args.judge}.json and .md")
     return table
@@ -148,7 +184,8 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
 
 @exits_cleanly
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m harness.judge_eval", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m harness.judge_eval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Extra key=value arguments are Hydra overrides, e.g. judge.model=gpt-4o")
     parser.add_argument("--judge", default="keyword", help="a config name in conf/judge (keyword, keyword_gcg, rubric, ...)")
     parser.add_argument("--labels", type=Path, default=None,
@@ -158,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--prompt-column", default="prompt")
     parser.add_argument("--response-column", default="target_response")
     parser.add_argument("--label-column", default="human_majority")
+    parser.add_argument("--context-column", default=DEFAULT_CONTEXT, help="optional; used when the file has it")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
     run(parser.parse_args(argv))
 

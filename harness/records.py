@@ -17,6 +17,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from harness import secrets
+from harness.errors import HarnessError
 from harness.types import Record
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class RecordStore:
         """Every complete record, latest per key. Repairs a torn last line."""
         if not self.path.exists():
             return {}
+        if not self.path.is_file():
+            raise HarnessError(f"{self.path} is not a file (a folder?); move it away so records can be written there")
         data = self.path.read_bytes()
         if data and not data.endswith(b"\n"):
             cut = data.rfind(b"\n") + 1

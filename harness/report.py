@@ -32,6 +32,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.cli import exits_cleanly
+from harness.errors import HarnessError
 from harness.records import RecordStore
 from harness.types import Record
 
@@ -152,8 +154,13 @@ RATES = {"asr", "refusal", "mean_score", "prefill_tokens", "best_config_asr", "w
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """Rates with one decimal; parameter values as they are (top-p 0.05 stays 0.05)."""
-    return table.to_markdown(index=False, floatfmt=tuple(".1f" if c in RATES else "g" for c in table.columns))
+    """Rates with one decimal; parameter values as they are (top-p 0.05 stays 0.05); a parameter a row's
+    attack does not have (k on a direct row of a merged table) is "-", not nan."""
+    shown = table.copy()
+    for column in shown.columns:
+        if column not in RATES and shown[column].isna().any():
+            shown[column] = shown[column].map(lambda v: "-" if pd.isna(v) else f"{v:g}" if isinstance(v, float) else v)
+    return shown.to_markdown(index=False, floatfmt=tuple(".1f" if c in RATES else "g" for c in shown.columns))
 
 
 def plot_sweeps(frame: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]:
@@ -283,6 +290,10 @@ def plot_summary(summary: pd.DataFrame, out: Path) -> Path:
     y = range(len(summary))
     ax.barh([v + 0.2 for v in y], summary["worst_case_asr"], height=0.4, label="worst case (any configuration)")
     ax.barh([v - 0.2 for v in y], summary["best_config_asr"], height=0.4, label="best single configuration")
+    for offset, column in ((0.2, "worst_case_asr"), (-0.2, "best_config_asr")):  # a 0 % bar has no width: say 0
+        for v, value in zip(y, summary[column], strict=True):
+            ax.text(1 if pd.isna(value) else value + 1, v + offset, "no data" if pd.isna(value) else f"{value:.0f}",
+                    va="center", fontsize=7)
     ax.set_yticks(list(y), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 102)
@@ -331,21 +342,29 @@ def load_folders(folders: Sequence[Path]) -> list[Record]:
     for folder in folders:
         path = folder / "records.jsonl" if folder.is_dir() else folder
         if not path.exists():
-            raise SystemExit(f"harness.report: {path} does not exist (give run folders that hold records.jsonl)")
+            raise HarnessError(f"harness.report: {path} does not exist (give run folders that hold records.jsonl)")
         records.extend(RecordStore(path).load().values())
     return records
 
 
+@exits_cleanly
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m harness.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path, help="run folders (or records.jsonl files); searched recursively")
     parser.add_argument("--out", type=Path, default=Path("results/report"), help="where the merged tables and plots go")
     args = parser.parse_args(argv)
+    missing = [str(f) for f in args.folders if not f.exists()]
+    if missing:
+        raise HarnessError(f"harness.report: no such folder or file: {', '.join(missing)}")
     folders = sorted({p.parent for f in args.folders for p in ([f] if f.is_file() else f.rglob("records.jsonl"))})
     if not folders:
-        raise SystemExit(f"harness.report: no records.jsonl under {', '.join(map(str, args.folders))}")
+        raise HarnessError(f"harness.report: no records.jsonl under {', '.join(map(str, args.folders))}")
     log.info("merging %d run folders", len(folders))
-    table = write(load_folders(folders), args.out)
+    records = load_folders(folders)
+    if not records:
+        raise HarnessError(f"harness.report: no readable records in {', '.join(map(str, folders))} "
+                           f"(empty, or written by another harness version)")
+    table = write(records, args.out)
     summary = args.out / "asr_summary.md"
     print(summary.read_text() if summary.exists() else markdown(table))
     print(f"\n{len(folders)} run folders merged; written to {args.out}/")

@@ -45,12 +45,6 @@ def check_folder(path: Path, what: str = "out_dir") -> Path:
     return path
 
 
-def check_file_slot(path: Path) -> None:
-    """A file the harness reads and appends (records.jsonl): a HarnessError when something else sits there."""
-    if path.exists() and not path.is_file():
-        raise HarnessError(f"{path} is not a file (a folder?); move it away so the run can write its records there")
-
-
 def holder(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8").strip() or "another run"
