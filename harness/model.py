@@ -128,7 +128,7 @@ class Model:
         try:
             yield
         except (ValueError, OSError, KeyError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300].rstrip(".")
             remote = "trust_remote_code" in str(exc) or "model type" in str(exc) or isinstance(exc, KeyError)
             hint = (" If the folder's model type needs its own code, and you trust that code, set "
                     "model.trust_remote_code=true; else upgrade transformers or use a supported model.") if remote else ""

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 MASK = "***"
 MIN_LENGTH = 4  # shorter values would mask ordinary words
 URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[a-zA-Z][\w+.-]*://)(?P<userinfo>[^/@\s'\"]+)@")
-QUIET_LOGGERS = ("httpx", "httpcore", "openai", "urllib3")
+QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "urllib3")
 
 _known: set[str] = set()
 
