@@ -19,6 +19,7 @@ class FaultServer:
         self.mode = "ok"
         self.judge_mode = "ok"
         self.release = threading.Event()
+        self.hang_after: int | None = None  # with mode "ok": answer this many generation requests, then hang
         self.seen: list[dict] = []
         self.lock = threading.Lock()
         fake = self
@@ -40,6 +41,10 @@ class FaultServer:
                     fake.seen.append({"path": self.path, "auth": auth, "body": body})
                 judging = "#score" in json.dumps(body)
                 mode = fake.judge_mode if judging else fake.mode
+                with fake.lock:
+                    if not judging and fake.hang_after is not None:
+                        mode = "ok" if fake.hang_after > 0 else "hang"
+                        fake.hang_after -= 1
                 if mode == "hang":
                     fake.release.wait(300)
                     mode = "ok"
