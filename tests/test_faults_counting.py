@@ -84,8 +84,8 @@ def test_failed_requests_end_the_cli_run_with_exit_code_4_and_a_last_line(tmp_pa
                       "engine=openai", f"engine.base_url={server.url()}", "engine.served_model=tiny", "engine.max_retries=0")
     assert out.returncode == ExitCode.FAILED_REQUESTS, out.stdout + out.stderr
     assert "Traceback" not in out.stderr
-    last = out.stdout.strip().splitlines()[-1]  # the log's console lines
-    assert "2 requests failed" in last and "re-run the same command" in last
+    last = "\n".join(out.stdout.strip().splitlines()[-2:])  # the log's console lines
+    assert "2 requests failed" in last and "re-run the same command" in last, out.stdout + out.stderr
     assert "no completions to report" in out.stdout and not (tmp_path / "records.jsonl").exists()
 
 

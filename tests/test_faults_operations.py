@@ -58,8 +58,8 @@ def test_a_run_whose_judge_calls_fail_exits_3_and_says_so(server, tmp_path):
     out = harness_cli(*TINY, "limit=2", f"out_dir={tmp_path}", *openai_engine(server), "judge=rubric",
                       f"judge.base_url={server.url()}", "judge.model=judge", "judge.max_retries=0")
     assert out.returncode == ExitCode.JUDGE_ERRORS, out.stdout + out.stderr
-    last = out.stdout.strip().splitlines()[-1]
-    assert "2 of 2 verdicts are judge errors" in last and "InternalServerError" in last
+    last = "\n".join(out.stdout.strip().splitlines()[-2:])
+    assert "2 of 2 verdicts are judge errors" in last and "InternalServerError" in last, out.stdout + out.stderr
     import pandas as pd
 
     assert int(pd.read_csv(tmp_path / "asr.csv")["errors"].sum()) == 2  # counted apart in the table
