@@ -275,7 +275,7 @@ def test_price_turns_tokens_into_cost(server, tmp_path, monkeypatch):
 
 def test_a_run_with_a_faulty_judge_server_finishes_records_errors_and_leaks_no_key(server, data_dir, tiny, tmp_path, monkeypatch):
     """End to end through `python -m harness`: injected faults become counted error verdicts, the run
-    finishes, usage and cost land in judge_usage.jsonl, a re-run heals the errors, and no file of
+    finishes (exit code 3: judge errors), usage and cost land in judge_usage.jsonl, a re-run heals the errors, and no file of
     the run folder (records, log, tables, .hydra configs) or the judge cache holds the API key."""
     from conftest import harness_cli
 
@@ -290,7 +290,7 @@ def test_a_run_with_a_faulty_judge_server_finishes_records_errors_and_leaks_no_k
     # that echoes the key (not retried), item 3 a malformed body (not retried), item 4 times out twice; item 5 is answered.
     server.faults = ["500", "500", "401", "badjson", "sleep", "sleep"]
     first = harness_cli(*args)
-    assert first.returncode == 0, first.stderr
+    assert first.returncode == 3, first.stderr  # finished, with judge errors (ExitCode.JUDGE_ERRORS)
     records = [Record.model_validate_json(line) for line in (run / "records.jsonl").read_text().splitlines()]
     assert len(records) == 5
     failed = [r for r in records if r.verdict.error]
