@@ -85,8 +85,8 @@ class PrefillAttack(Attack):
                 "target or harmful prefix" if self.source == "auto" else self.source
             raise HarnessError(
                 f"attack={self.name} with attack.lengths={self.lengths}: no behavior of this benchmark has a "
-                f"{what} to prefill, so only k=0 could run. Use attack=prefill_answers (prefill another model's own answers), "
-                f"map a target column (+benchmark.columns.target=<column> for a custom file), or attack=direct.")
+                f"{what} to prefill, so only k=0 could run. Use attack=prefill_answers (prefill another "
+                f"model's own answers), map a target column (+benchmark.columns.target=<column> for a custom file), or attack=direct.")
         if missing:
             what = f"answer from {self.answers_from.name} (it refused or said nothing)" if self.answers_from else f"{self.source} text"
             log.warning("prefill: %d behaviors have no %s to prefill (e.g. %s); only k=0 runs for them",

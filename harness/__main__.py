@@ -52,7 +52,8 @@ def ending(outcome) -> None:
     errors = outcome.judge_errors
     if errors:
         log.error("%d of %d verdicts are judge errors (counted apart, never as safe or unsafe; first: %s). "
-                  "Re-run the same command to re-judge them.", len(errors), len(outcome.records), errors[0].verdict.error[:200])
+                  "Re-run the same command to re-judge them.",
+                  len(errors), len(outcome.records), errors[0].verdict.error[:200])
         worst_exit = max(worst_exit, ExitCode.JUDGE_ERRORS)
     if outcome.failed is not None:
         log.error("%s", outcome.failed)

@@ -19,9 +19,12 @@ T = TypeVar("T")
 POLL_S = 0.2  # how often a waiting consumer wakes up (so Ctrl-C is seen at once)
 
 
-def concurrently(fn: Callable[[T], Any], items: Sequence[T], workers: int) -> Iterator[tuple[int, Any, BaseException | None]]:
+Outcome = tuple[int, Any, BaseException | None]  # (the item's index, fn's result, or the exception it raised)
+
+
+def concurrently(fn: Callable[[T], Any], items: Sequence[T], workers: int) -> Iterator[Outcome]:
     todo: queue.SimpleQueue[tuple[int, T]] = queue.SimpleQueue()
-    done: queue.SimpleQueue[tuple[int, Any, BaseException | None]] = queue.SimpleQueue()
+    done: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
     for pair in enumerate(items):
         todo.put(pair)
     stop = threading.Event()

@@ -68,7 +68,8 @@ def build_experiment(cfg: DictConfig):
     try:
         sampling = Sampling(**cfg.sampling)
     except ValidationError as exc:  # pydantic's message names the field and the bound
-        problems = "; ".join(f"sampling.{'.'.join(map(str, e['loc']))}={e.get('input')!r}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"sampling.{'.'.join(map(str, e['loc']))}={e.get('input')!r}: {e['msg']}"
+                             for e in exc.errors())
         raise HarnessError(f"bad sampling settings: {problems}") from None
     return Experiment(
         model=instantiate(cfg.model),

@@ -34,8 +34,10 @@ def read_table(path: Path) -> pd.DataFrame:
     try:
         text = path.read_text(encoding="utf-8-sig")  # utf-8-sig strips a byte-order mark
     except UnicodeDecodeError as exc:
-        raise DataError(f"data file {path} is not valid UTF-8 ({exc.reason} at byte {exc.start}); re-save it as UTF-8") from None
-    rows, lines = (read_csv if suffix in (".csv", ".tsv") else read_jsonl if suffix == ".jsonl" else read_json)(text, path)
+        raise DataError(f"data file {path} is not valid UTF-8 ({exc.reason} at byte {exc.start}); "
+                        f"re-save it as UTF-8") from None
+    reader = read_csv if suffix in (".csv", ".tsv") else read_jsonl if suffix == ".jsonl" else read_json
+    rows, lines = reader(text, path)
     if not rows:
         raise DataError(f"data file {path} has no rows")
     frame = pd.DataFrame(rows, index=pd.Index(lines, name=LINE)).fillna("")
@@ -53,7 +55,8 @@ def read_csv(text: str, path: Path) -> tuple[list[dict], list[int]]:
         return [], []
     columns = [c if c.strip() else f"Unnamed: {i}" for i, c in enumerate(columns)]  # pandas' names for blank headers
     if len(set(columns)) != len(columns):
-        raise DataError(f"data file {path}, line 1: repeated column names {sorted({c for c in columns if columns.count(c) > 1})}")
+        repeated = sorted({c for c in columns if columns.count(c) > 1})
+        raise DataError(f"data file {path}, line 1: repeated column names {repeated}")
     rows, lines = [], []
     start = reader.line_num + 1
     try:
@@ -96,7 +99,8 @@ def read_json(text: str, path: Path) -> tuple[list[dict], list[int]]:
         try:
             items = pd.DataFrame(items).to_dict("records")
         except ValueError as exc:
-            raise DataError(f"data file {path}: a JSON object that is not a table ({exc}); use a list of objects") from None
+            raise DataError(f"data file {path}: a JSON object that is not a table ({exc}); "
+                            f"use a list of objects") from None
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise DataError(f"data file {path}: expected a list of objects (one per row)")
     return items, list(range(1, len(items) + 1))

@@ -46,8 +46,8 @@ class Engine:
                 raise HarnessError(
                     f"behavior {r.behavior_id!r}: its prompt has {prompt} tokens and sampling.max_tokens="
                     f"{r.sampling.max_tokens}, {prompt + r.sampling.max_tokens} in all, more than the {limit} tokens "
-                    f"engine={self.name} can hold for model {self.model.name!r} (its positions, or engine.max_model_len "
-                    f"where set); lower sampling.max_tokens or shorten the prompt."
+                    f"engine={self.name} can hold for model {self.model.name!r} (its positions, or "
+                    f"engine.max_model_len where set); lower sampling.max_tokens or shorten the prompt."
                 )
 
     def stream(self, requests: Sequence[Request]) -> Iterator[list[Completion]]:

@@ -130,8 +130,9 @@ class Model:
         except (ValueError, OSError, KeyError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300].rstrip(".")
             remote = "trust_remote_code" in str(exc) or "model type" in str(exc) or isinstance(exc, KeyError)
-            hint = (" If the folder's model type needs its own code, and you trust that code, set "
-                    "model.trust_remote_code=true; else upgrade transformers or use a supported model.") if remote else ""
+            hint = "" if not remote else (
+                " If the folder's model type needs its own code, and you trust that code, set "
+                "model.trust_remote_code=true; else upgrade transformers or use a supported model.")
             raise ModelUnavailable(
                 f"model {self.name!r}: transformers cannot load the {what} in {self.folder}: "
                 f"{type(exc).__name__}: {first}.{hint}"

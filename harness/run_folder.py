@@ -71,8 +71,9 @@ def locked(folder: Path, wait: bool = False) -> Iterator[None]:
             print(f"waiting for run folder {folder}, in use by {holder(path)}", file=sys.stderr)
             fcntl.flock(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, (f"pid {os.getpid()} on {socket.gethostname()} since "
-                       f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} ({secrets.scrub(' '.join(sys.argv))[:300]})\n").encode(), 0)
+        command = secrets.scrub(" ".join(sys.argv))[:300]
+        since = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {since} ({command})\n".encode(), 0)
         try:
             yield
         finally:
