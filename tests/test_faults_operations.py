@@ -123,3 +123,23 @@ def test_an_engine_server_that_is_down_fails_before_any_work(tmp_path):
                       "engine.max_retries=0")
     assert out.returncode == ExitCode.USER_ERROR and "cannot reach http://127.0.0.1:9/v1" in out.stderr
     assert "benchmark advbench" not in (tmp_path / "harness.log").read_text()
+
+
+def test_stopping_concurrent_calls_starts_no_queued_call():
+    import threading
+
+    from harness.calls import concurrently
+
+    started, gate = [], threading.Event()
+
+    def call(i: int) -> int:
+        started.append(i)
+        if i > 0:
+            gate.wait(30)  # a hanging server
+        return i
+
+    calls = concurrently(call, list(range(10)), workers=2)
+    assert next(calls) == (0, 0, None)
+    calls.close()  # what the run loop's Ctrl-C does
+    gate.set()
+    assert set(started) <= {0, 1, 2}  # only the two workers' first calls; 3..9 never start
