@@ -142,4 +142,6 @@ def test_stopping_concurrent_calls_starts_no_queued_call():
     assert next(calls) == (0, 0, None)
     calls.close()  # what the run loop's Ctrl-C does
     gate.set()
+    for worker in [t for t in threading.enumerate() if t.name == "harness-call"]:
+        worker.join(30)  # had they not stopped, they would now take 3..9
     assert set(started) <= {0, 1, 2}  # only the two workers' first calls; 3..9 never start
