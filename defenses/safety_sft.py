@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.answers import sample_answers
+from harness.answers import sampled_answers
 from harness.benchmark import Benchmark
 from harness.defense import Defense
 from harness.errors import HarnessError
@@ -50,8 +50,8 @@ class SafetySFT(Defense):
 
     def utility_examples(self, model: Model, weight: float = 1.0) -> list[Example]:
         benign = self.benign.load()[: self.n_benign]
-        answers = sample_answers(model, benign, max_tokens=self.answer_tokens)
-        return [Example(messages=ask(b), response=answers[b.id], kind="utility", weight=weight) for b in benign if b.id in answers]
+        answers = sampled_answers(model, benign, max_tokens=self.answer_tokens)
+        return [answers[b.id].example(ask(b), kind="utility", weight=weight) for b in benign if b.id in answers]
 
     def harden(self, model: Model) -> Model:
         examples = self.refusal_examples() + self.utility_examples(model)
