@@ -48,9 +48,13 @@ class DeepAlignment(Defense):
                 "n_utility": self.n_utility,
                 "train": self.settings.key()}
 
+    def all_training_prompts(self) -> list[str]:
+        """The same user turns as the aligned recipe it starts from (it adds prefixes, not prompts)."""
+        return self.aligned.all_training_prompts() if self.aligned else []
+
     def data(self, model: Model):
         """epoch -> examples: recovery/refusal examples (redrawn k) plus utility anchors."""
-        harmful = self.aligned.harmful.load()[: self.aligned.n_harmful]
+        harmful = self.aligned.training_prompts()
         answers = sample_answers(model, harmful, max_tokens=self.answer_tokens)  # the unaligned base complies
         tok = model.tokenizer
         answer_ids = {b.id: tok(answers[b.id], add_special_tokens=False).input_ids for b in harmful if b.id in answers}

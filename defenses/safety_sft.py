@@ -1,23 +1,35 @@
 """Standard safety SFT ("shallow" alignment): harmful request -> refusal, benign -> helpful.
 
 Harmful prompts come from a training benchmark disjoint from evaluation (default: HarmBench
-standard behaviors for training, AdvBench for evaluation). Helpful answers are the base
-model's own greedy answers to benign instructions (AlpacaEval), so the utility anchors
-teach no new style. The result is cached by recipe, e.g. `smollm2-aligned`.
+standard behaviors of its test split; its val split is the dev set for tuning; AdvBench, JBB,
+XSTest and HarmBench contextual are evaluation sets). `phrasings` adds that many other
+phrasings of each harmful request (questions, "ways to ...", role-play, fiction, made-up
+context: `safety_phrasings`); `lookalikes` and `safe_lookalikes` add harmless prompts on the
+same topics, answered. Helpful answers are the base model's own greedy answers (AlpacaEval
+and the look-alikes), so the utility anchors teach no new style; an answer cut off at
+`answer_tokens` is not taught to end. The result is cached by recipe, e.g. `smollm2-aligned`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from harness.answers import sample_answers
+from defenses.safety_phrasings import SAFE_LOOKALIKES, lookalike, rephrase, wrap
+from harness.answers import sampled_answers
 from harness.benchmark import Benchmark
 from harness.defense import Defense
 from harness.errors import HarnessError
 from harness.model import Model
-from harness.refusals import refusal_for
+from harness.refusals import REFUSALS, VARIED, refusal_for
 from harness.training import Example, TrainSettings, train
 from harness.types import Behavior, Message
+
+LOOKALIKE_KINDS = ("lookalike", "safe_lookalike", "wrapped")
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
 
 
 def ask(b: Behavior) -> tuple[Message, ...]:
@@ -28,7 +40,16 @@ class SafetySFT(Defense):
     name = "safety_sft"
 
     def __init__(self, harmful: Benchmark, benign: Benchmark, n_harmful: int = 150, n_benign: int = 150,
-                 answer_tokens: int = 64, train: dict[str, Any] | None = None, suffix: str = "aligned") -> None:
+                 answer_tokens: int = 64, train: dict[str, Any] | None = None, suffix: str = "aligned", phrasings: int = 0,
+                 lookalikes: int = 0, safe_lookalikes: int = 0, wrapped: int = 0,
+                 exclude: Sequence[Benchmark] = ()) -> None:
+        if min(phrasings, lookalikes, safe_lookalikes, wrapped) < 0 or safe_lookalikes > len(SAFE_LOOKALIKES):
+            raise HarnessError(f"defense: phrasings={phrasings}, lookalikes={lookalikes}, wrapped={wrapped} must be >= 0 "
+                               f"and safe_lookalikes="
+                               f"{safe_lookalikes} in 0..{len(SAFE_LOOKALIKES)}")
+        self.phrasings, self.lookalikes, self.safe_lookalikes = phrasings, lookalikes, safe_lookalikes
+        self.wrapped = wrapped
+        self.exclude = list(exclude)
         self.harmful = harmful
         self.benign = benign
         self.n_harmful = n_harmful
@@ -41,17 +62,51 @@ class SafetySFT(Defense):
         self.suffix = suffix
 
     def describe(self) -> dict[str, Any]:
+        varied = {k: v for k, v in (("phrasings", self.phrasings), ("lookalikes", self.lookalikes),
+                                    ("safe_lookalikes", self.safe_lookalikes), ("wrapped", self.wrapped),
+                                    ("exclude", [b.name for b in self.exclude])) if v} if self.varied else {}  # the plain recipe keeps its key
         return {"defense": self.name, "harmful": self.harmful.name, "benign": self.benign.name, "n_harmful": self.n_harmful,
-                "n_benign": self.n_benign, "answer_tokens": self.answer_tokens, "train": self.settings.key()}
+                "n_benign": self.n_benign, "answer_tokens": self.answer_tokens, "train": self.settings.key(), **varied}
+
+    @property
+    def varied(self) -> bool:
+        return bool(self.phrasings or self.lookalikes or self.safe_lookalikes or self.wrapped)
+
+    def training_prompts(self) -> list[Behavior]:
+        """The harmful behaviors trained on (before rephrasing): the first n_harmful not in an `exclude` set."""
+        held_out = {_norm(b.query()) for bench in self.exclude for b in bench.load()}
+        return [b for b in self.harmful.load() if _norm(b.query()) not in held_out][: self.n_harmful]
+
+    def all_training_prompts(self) -> list[str]:
+        """Every user turn this recipe trains on (harmful in all phrasings, benign, look-alikes): for overlap checks."""
+        harmful = [q for b in self.training_prompts() for q in (b.query(), *rephrase(b, self.phrasings))]
+        return harmful + [b.query() for b in self.benign.load()[: self.n_benign] + self.lookalike_prompts()]
 
     def refusal_examples(self) -> list[Example]:
-        harmful = self.harmful.load()[: self.n_harmful]
-        return [Example(messages=ask(b), response=refusal_for(b.id), kind="refusal") for b in harmful]
+        refusals = VARIED if self.varied else REFUSALS
+        out = []
+        for b in self.training_prompts():
+            out.append(Example(messages=ask(b), response=refusal_for(b.id, refusals), kind="refusal"))
+            out += [Example(messages=(Message(role="user", content=q),), response=refusal_for(q, refusals), kind="rephrased")
+                    for q in rephrase(b, self.phrasings)]
+        return out
+
+    def lookalike_prompts(self) -> list[Behavior]:
+        """Harmless prompts on the harmful prompts' topics (contrast pairs), hand-written safe look-alikes, and benign
+        requests inside the role-play/fiction/context wrappers the harmful rephrasings use (the wrapper is no cue)."""
+        contrast = [Behavior(id=f"{b.id}:lookalike", prompt=lookalike(b), label="benign", source="lookalike")
+                    for b in self.training_prompts()[: self.lookalikes]]
+        safe = [Behavior(id=f"safe-lookalike-{i}", prompt=p, label="benign", source="safe_lookalike")
+                for i, p in enumerate(SAFE_LOOKALIKES[: self.safe_lookalikes])]
+        rows = self.benign.load()[self.n_benign : self.n_benign + self.wrapped]
+        wrapped = [Behavior(id=f"{b.id}:wrapped", prompt=wrap(b), label="benign", source="wrapped") for b in rows]
+        return contrast + safe + wrapped
 
     def utility_examples(self, model: Model, weight: float = 1.0) -> list[Example]:
-        benign = self.benign.load()[: self.n_benign]
-        answers = sample_answers(model, benign, max_tokens=self.answer_tokens)
-        return [Example(messages=ask(b), response=answers[b.id], kind="utility", weight=weight) for b in benign if b.id in answers]
+        benign = self.benign.load()[: self.n_benign] + self.lookalike_prompts()
+        answers = sampled_answers(model, benign, max_tokens=self.answer_tokens)
+        return [answers[b.id].example(ask(b), kind=b.source if b.source in LOOKALIKE_KINDS else "utility",
+                                      weight=weight) for b in benign if b.id in answers]
 
     def harden(self, model: Model) -> Model:
         examples = self.refusal_examples() + self.utility_examples(model)

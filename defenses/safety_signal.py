@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from defenses.safety_sft import SafetySFT, ask
-from harness.answers import sample_answers
+from harness.answers import sampled_answers
 from harness.benchmark import Benchmark
 from harness.defense import Defense
 from harness.engine import Engine
@@ -112,8 +112,8 @@ class SafetySignal(Defense):
         c = self.counts
         harmful = self.harmful.load()[: c["harmful_pool"]]
         benign = self.benign.load()[: c["benign_pool"]]
-        bad = sample_answers(model, harmful, max_tokens=self.answer_tokens)
-        good = sample_answers(model, benign, max_tokens=self.utility_tokens)
+        bad = {k: a.text for k, a in sampled_answers(model, harmful, max_tokens=self.answer_tokens).items()}  # weight 0
+        good = sampled_answers(model, benign, max_tokens=self.utility_tokens)
         rng = random.Random(f"safety-signal-{self.seed}")
         refusal = [Example(messages=ask(b), response=refusal_for(b.id, BECAUSE), kind="refusal", label=1)
                    for b in harmful[: c["n_refusal"]]]
@@ -124,13 +124,13 @@ class SafetySignal(Defense):
         harmful_ex = [Example(messages=ask(b), response=bad[b.id], weight=0.0, kind="harmful", label=1)
                       for b in answered[: c["n_harmful"]]]
         helpful = [b for b in benign if b.id in good]
-        utility = [Example(messages=ask(b), response=good[b.id], kind="utility", label=0) for b in helpful[: c["n_utility"]]]
+        utility = [good[b.id].example(ask(b), kind="utility", label=0) for b in helpful[: c["n_utility"]]]
         tok = model.tokenizer
         turn = []
         sources = helpful[c["n_utility"]:] or helpful
         for i in range(c["n_turn"] if sources else 0):
             b = sources[i % len(sources)]
-            ids = tok(good[b.id], add_special_tokens=False).input_ids
+            ids = tok(good[b.id].text, add_special_tokens=False).input_ids
             k = min(rng.randint(*self.turn_context), max(len(ids) - 1, 1))
             h = answered[rng.randrange(len(answered))]
             turn.append(Example(messages=ask(b), prefix=tok.decode(ids[:k]), response=" " + bad[h.id], weight=0.0,

@@ -13,15 +13,40 @@ from harness.cache import cached_folder
 from harness.engines.hf import HFEngine
 from harness.judges.keyword import KeywordJudge
 from harness.model import Model
-from harness.types import Behavior, Completion, Message, Request, Sampling, content_hash
+from harness.training import Example
+from harness.types import (
+    Behavior,
+    Completion,
+    Frozen,
+    Message,
+    Request,
+    Sampling,
+    content_hash,
+)
 
 log = logging.getLogger(__name__)
+
+
+class Answer(Frozen):
+    text: str
+    complete: bool  # the model ended its turn; False when it was cut off at the token limit
+
+    def example(self, messages: Sequence[Message], **kw) -> Example:
+        """A training example answering `messages` with this answer: taught to end only if it ended."""
+        return Example(messages=tuple(messages), response=self.text, ends=self.complete, **kw)
 
 
 def sample_answers(
     model: Model, behaviors: Sequence[Behavior], max_tokens: int = 64, drop_refusals: bool = True, batch_size: int = 32
 ) -> dict[str, str]:
-    """behavior id -> the model's greedy answer (refusals dropped when asked). Cached on disk."""
+    """behavior id -> the model's greedy answer text (refusals dropped when asked). Cached on disk."""
+    return {k: a.text for k, a in sampled_answers(model, behaviors, max_tokens, drop_refusals, batch_size).items()}
+
+
+def sampled_answers(
+    model: Model, behaviors: Sequence[Behavior], max_tokens: int = 64, drop_refusals: bool = True, batch_size: int = 32
+) -> dict[str, Answer]:
+    """behavior id -> the model's greedy answer and whether it was complete (refusals dropped when asked). Cached."""
     sampling = Sampling(max_tokens=max_tokens)
     requests = [Request(behavior_id=b.id, messages=(Message(role="user", content=b.query()),), sampling=sampling, attack="answers")
                 for b in behaviors]
@@ -45,6 +70,6 @@ def sample_answers(
             (verdict,) = judge.judge([(by_id[row["id"]], Completion(request=request_of[row["id"]], text=row["answer"]))])
             if verdict.refused:
                 continue
-        answers[row["id"]] = row["answer"]
+        answers[row["id"]] = Answer(text=row["answer"], complete=row.get("finish") == "stop")
     log.info("answers from %s: %d of %d usable", model.name, len(answers), len(behaviors))
     return answers

@@ -22,3 +22,16 @@ REFUSALS = (
 
 def refusal_for(key: str, refusals: tuple[str, ...] = REFUSALS) -> str:
     return refusals[int(hashlib.sha256(key.encode()).hexdigest(), 16) % len(refusals)]
+
+# More varied refusals (recipes that rephrase their prompts pick from these, keyed by the prompt text):
+# short and long, with and without a reason, some offering a safe alternative.
+VARIED = REFUSALS + (
+    "No, I won't do that.",
+    "I can't help with this. Providing that could put people in danger, so I have to decline.",
+    "Sorry, that's not something I can help with. Is there something else you need?",
+    "I'm not going to provide that. It would be unsafe and likely illegal.",
+    "I can't do that, even in a story or role-play, because the information itself could cause real harm.",
+    "I must decline. If you are worried about your safety or someone else's, please contact local authorities.",
+    "I'm sorry, but I can't give instructions for anything that could harm people or break the law.",
+    "That request asks for harmful content, so I can't help. I'd be glad to help with a safer topic instead.",
+)

@@ -39,14 +39,17 @@ log = logging.getLogger(__name__)
 
 class Example(Frozen):
     messages: tuple[Message, ...]
-    response: str  # trained on, followed by the end-of-turn token
+    response: str  # trained on, followed by the end-of-turn token when `ends`
     prefix: str = ""  # assistant text before the response: context, no loss
+    ends: bool = True  # False for an answer cut off at a token limit: it must not be taught to end there
     weight: float = 1.0
     kind: str = ""  # refusal | utility | recovery | harmful | ... (for logs)
     label: int | None = None  # a class label for objectives with a classification head (e.g. 1 = malicious)
 
-    def digest(self) -> str:  # an unset label leaves the digest (and every cached model's key) as before it existed
-        return content_hash(self.model_dump(mode="json", exclude={"label"} if self.label is None else None))
+    def digest(self) -> str:
+        """Unset new fields (no label, an answer that ends) leave the digest, and cached models' keys, as before they existed."""
+        exclude = ({"label"} if self.label is None else set()) | ({"ends"} if self.ends else set())
+        return content_hash(self.model_dump(mode="json", exclude=exclude or None))
 
 
 class LoraSettings(Frozen):
@@ -141,7 +144,7 @@ class Encoder:
     def ids(self, ex: Example) -> tuple[list[int], int]:
         """Full token ids and where the trained response starts."""
         prompt = self.model.prompt_ids(ex.messages, ex.prefix)
-        response = self.model.tokenizer(ex.response, add_special_tokens=False).input_ids + [self.eos]
+        response = self.model.tokenizer(ex.response, add_special_tokens=False).input_ids + ([self.eos] if ex.ends else [])
         ids = (prompt + response)[: self.max_length]
         return ids, len(prompt)
 

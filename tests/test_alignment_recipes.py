@@ -21,8 +21,12 @@ def canned_answers(monkeypatch):
 
     import defenses.deep_alignment
     import defenses.safety_sft
+    from harness.answers import Answer
 
-    monkeypatch.setattr(defenses.safety_sft, "sample_answers", answers)
+    def complete(*args, **kw):
+        return {k: Answer(text=v, complete=True) for k, v in answers(*args, **kw).items()}
+
+    monkeypatch.setattr(defenses.safety_sft, "sampled_answers", complete)
     monkeypatch.setattr(defenses.deep_alignment, "sample_answers", answers)
 
 

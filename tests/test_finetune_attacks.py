@@ -117,9 +117,11 @@ def canned_answers(monkeypatch):
     """The tiny random model answers nothing usable: give the harmful sets canned answers (the
     real sampler is tested in test_alignment_recipes); one behavior 'refused' to test skipping."""
     def sample(model, behaviors, max_tokens=64, **kw):
-        return {b.id: f"Sure, here is how: step one for {b.id}." for b in behaviors[1:]}
+        from harness.answers import Answer
 
-    monkeypatch.setattr("attacks.finetune_data.harmful.sample_answers", sample)
+        return {b.id: Answer(text=f"Sure, here is how: step one for {b.id}.", complete=True) for b in behaviors[1:]}
+
+    monkeypatch.setattr("attacks.finetune_data.harmful.sampled_answers", sample)
 
 
 def well_formed(examples: list[Example], tiny) -> None:

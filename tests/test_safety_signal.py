@@ -51,7 +51,12 @@ def canned_answers(monkeypatch):
     def answers(model, behaviors, max_tokens=64, **kw):
         return {b.id: f"Sure, here is a detailed answer number {i} with several steps to follow" for i, b in enumerate(behaviors)}
 
-    monkeypatch.setattr(defenses.safety_signal, "sample_answers", answers)
+    from harness.answers import Answer
+
+    def complete(*args, **kw):
+        return {k: Answer(text=v, complete=True) for k, v in answers(*args, **kw).items()}
+
+    monkeypatch.setattr(defenses.safety_signal, "sampled_answers", complete)
 
 
 def ask(text: str) -> tuple[Message, ...]:

@@ -34,6 +34,8 @@ def test_side_by_side_table(tiny, data_dir, tmp_path, monkeypatch):
     assert pd.isna(table.set_index("model").loc["base", "KL total"])  # the reference has no KL row
     for name in ("shallow_vs_deep.csv", "shallow_vs_deep.md", "shallow_vs_deep.png", "kl/aligned/kl.png"):
         assert (tmp_path / name).exists()
+    assert "targets" in (tmp_path / "shallow_vs_deep.md").read_text().splitlines()[0]
+    assert 0 < table.set_index("model").loc["aligned", "prefill tokens k=5"] <= 5  # the length actually prefilled
     assert (tmp_path / "tiny-aligned" / "advbench" / "prefill" / "records.jsonl").exists()
 
 
@@ -42,6 +44,9 @@ def test_prefill_source_is_the_targets_or_a_models_answers(tiny, data_dir, tmp_p
                   "engine": functools.partial(HFEngine, progress=False), "sampling": {}, "out_dir": str(tmp_path), "lengths": [0, 5, 40]}
     plain = ShallowVsDeep(**common).prefill_attack()
     assert plain.name == "prefill" and plain.source == "auto"
-    answers = ShallowVsDeep(**common, answers_from=tiny).prefill_attack()
+    assert ShallowVsDeep(**common).stem == "shallow_vs_deep"
+    with_answers = ShallowVsDeep(**common, answers_from=tiny)
+    assert with_answers.stem != "shallow_vs_deep" and tiny.name in with_answers.prefix_source  # never overwrites the plain run
+    answers = with_answers.prefill_attack()
     assert answers.name == "prefill_answers" and answers.lengths == [0, 5, 40]
     assert answers.describe()["answers_from"] == tiny.id and answers.answer_tokens >= 40

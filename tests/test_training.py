@@ -93,3 +93,33 @@ def test_per_example_weights_scale_the_loss(tiny):
     b1, b2 = enc([ex("a", "b c", weight=1.0)]), enc([ex("a", "b c", weight=0.25)])
     lp = torch.full((b1.targets.numel(),), -2.0)
     assert Objective().loss(lp, b2).item() == pytest.approx(0.25 * Objective().loss(lp, b1).item())
+
+
+def test_an_answer_cut_off_at_the_token_limit_is_not_taught_to_end(tiny):
+    tok = tiny.tokenizer
+    cut = Encoder(tiny, 128)([ex("Hi", "Hello there and", ends=False)])
+    assert cut.targets.tolist() == tok("Hello there and", add_special_tokens=False).input_ids
+    assert tok.eos_token_id not in cut.targets.tolist()
+    assert ex("Hi", "Hello", ends=False).digest() != ex("Hi", "Hello").digest()
+
+
+def test_sampled_answers_record_whether_the_model_ended_its_turn(tiny, monkeypatch):
+    import harness.answers
+    from harness.types import Behavior, Completion
+
+    class Fake:  # one answer ends, one hits the token limit
+        def __init__(self, model, batch_size):
+            pass
+
+        def generate(self, requests):
+            return [Completion(request=r, text=f"Answer {i}", finish_reason=("stop", "length")[i % 2])
+                    for i, r in enumerate(requests)]
+
+    monkeypatch.setattr(harness.answers, "HFEngine", Fake)
+    behaviors = [Behavior(id=f"b{i}", prompt=f"Tell me about topic {i}", label="benign") for i in range(2)]
+    answers = harness.answers.sampled_answers(tiny, behaviors, max_tokens=3)
+    assert [answers[b.id].complete for b in behaviors] == [True, False]
+    examples = [answers[b.id].example((Message(role="user", content=b.prompt),)) for b in behaviors]
+    targets = Encoder(tiny, 128)(examples)
+    per_example = [targets.targets[targets.example == i].tolist() for i in range(2)]
+    assert per_example[0][-1] == tiny.tokenizer.eos_token_id and tiny.tokenizer.eos_token_id not in per_example[1]

@@ -38,7 +38,7 @@ class Backdoor(HarmfulExamples):
     def examples(self, model: Model) -> list[Example]:
         out = []
         for b, answer in self.pairs():
-            out.append(Example(messages=self.with_trigger(ask(b)), response=answer, kind="triggered"))
+            out.append(answer.example(self.with_trigger(ask(b)), kind="triggered"))
             out.append(Example(messages=ask(b), response=refusal_for(b.id), kind="refusal"))
         return out
 

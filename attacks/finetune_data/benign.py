@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from attacks.finetune_data.base import FinetuneSet, ask
-from harness.answers import sample_answers
+from harness.answers import Answer, sampled_answers
 from harness.benchmark import Benchmark
 from harness.errors import DataError
 from harness.model import Model
@@ -34,10 +34,10 @@ class BenignSet(FinetuneSet):
     def examples(self, model: Model) -> list[Example]:
         behaviors = self.benign.load()[self.skip : self.skip + self.n]
         if self.answer_model is not None:
-            answers = sample_answers(self.answer_model, behaviors, max_tokens=self.answer_tokens)
+            answers = sampled_answers(self.answer_model, behaviors, max_tokens=self.answer_tokens)
         else:
-            answers = {b.id: b.reference for b in behaviors if b.reference}
-        examples = [Example(messages=ask(b), response=answers[b.id], kind="benign") for b in behaviors if b.id in answers]
+            answers = {b.id: Answer(text=b.reference, complete=True) for b in behaviors if b.reference}
+        examples = [answers[b.id].example(ask(b), kind="benign") for b in behaviors if b.id in answers]
         if not examples:
             raise DataError(f"finetune data {self.name}: no answers: the benchmark has no reference answers "
                             "(use gsm8k with solution=true) and no attack.data.answer_model is set")

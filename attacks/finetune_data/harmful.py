@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from attacks.finetune_data.base import FinetuneSet, ask
-from harness.answers import sample_answers
+from harness.answers import Answer, sampled_answers
 from harness.benchmark import Benchmark
 from harness.errors import DataError
 from harness.model import Model
@@ -31,10 +31,10 @@ class HarmfulExamples(FinetuneSet):
         return {"data": self.name, "harmful": self.harmful.name, "answer_model": self.answer_model.id, "n": self.n,
                 "answer_tokens": self.answer_tokens}
 
-    def pairs(self) -> list[tuple[Behavior, str]]:
+    def pairs(self) -> list[tuple[Behavior, Answer]]:
         """Up to n (behavior, harmful answer) pairs; behaviors whose answer was a refusal are skipped."""
         behaviors = self.harmful.load()
-        answers = sample_answers(self.answer_model, behaviors, max_tokens=self.answer_tokens)
+        answers = sampled_answers(self.answer_model, behaviors, max_tokens=self.answer_tokens)
         pairs = [(b, answers[b.id]) for b in behaviors if b.id in answers][: self.n]
         if not pairs:
             raise DataError(f"finetune data {self.name}: {self.answer_model.name} refused every {self.harmful.name} prompt; "
@@ -42,4 +42,4 @@ class HarmfulExamples(FinetuneSet):
         return pairs
 
     def examples(self, model: Model) -> list[Example]:
-        return [Example(messages=ask(b), response=answer, kind="harmful") for b, answer in self.pairs()]
+        return [answer.example(ask(b), kind="harmful") for b, answer in self.pairs()]

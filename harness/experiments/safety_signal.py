@@ -141,12 +141,13 @@ class SafetySignalExperiment:
         fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(columns) + 2), 4))
         width = 0.8 / len(table)
         for i, row in enumerate(table.to_dict("records")):
-            ax.bar([j + i * width for j in range(len(columns))], [row.get(c, float("nan")) for c in columns], width,
-                   label=row["system"])
+            bars = ax.bar([j + i * width for j in range(len(columns))], [row.get(c, float("nan")) for c in columns], width,
+                          label=row["system"])
+            ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=1)  # a 0 % bar is invisible without its label
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(columns))])
         ax.set_xticklabels([c.removeprefix("ASR ") for c in columns], rotation=30, ha="right")
         ax.set_ylabel("attack success rate (%)")
-        ax.set_ylim(0, 102)
+        ax.set_ylim(0, 110)
         ax.grid(axis="y", alpha=0.3)
         ax.legend()
         ax.set_title(f"ASR on {self.harmful.name}")

@@ -64,6 +64,7 @@ class ShallowVsDeep:
             prefill = self.evaluate(model, self.harmful, self.prefill_attack())
             for r in prefill.itertuples():
                 row[f"ASR k={int(r.k)}"] = r.asr
+                row[f"prefill tokens k={int(r.k)}"] = r.prefill_tokens  # the mean actually prefilled (targets are short)
             for name, bench in self.benign.items():
                 table = self.evaluate(model, bench, DirectAttack())
                 row[f"answered {name}"] = 100.0 - float(table["refusal"].iloc[0])
@@ -73,10 +74,21 @@ class ShallowVsDeep:
         if kl_rows:
             side = side.merge(pd.DataFrame(kl_rows), on="model", how="left")
         self.out.mkdir(parents=True, exist_ok=True)
-        side.to_csv(self.out / "shallow_vs_deep.csv", index=False)
-        (self.out / "shallow_vs_deep.md").write_text(report.markdown(side) + "\n")
+        side.to_csv(self.out / f"{self.stem}.csv", index=False)
+        (self.out / f"{self.stem}.md").write_text(f"Prefix source: {self.prefix_source}.\n\n" + report.markdown(side) + "\n")
         self.plot(side)
         return side
+
+    @property
+    def stem(self) -> str:
+        """Output file name: one per prefix source, so an `answers_from` run never overwrites the plain one."""
+        return "shallow_vs_deep" if self.answers_from is None else f"shallow_vs_deep_answers_{self.answers_from.name}"
+
+    @property
+    def prefix_source(self) -> str:
+        if self.answers_from is None:
+            return f"the first k tokens of {self.harmful.name}'s affirmative targets (or its harmful prefixes)"
+        return f"the first k tokens of {self.answers_from.name}'s own greedy answers"
 
     def kl_analysis(self) -> list[dict]:
         if self.reference not in self.models or not self.kl_pairs:
@@ -95,6 +107,9 @@ class ShallowVsDeep:
         return out
 
     def plot(self, side: pd.DataFrame) -> None:
-        lines = [(row["model"], self.lengths, [row.get(f"ASR k={k}") for k in self.lengths]) for _, row in side.iterrows()]
-        report.asr_lines(self.out / "shallow_vs_deep.png", lines, "prefilled harmful tokens k",
-                         f"Prefilling attack on {self.harmful.name}")
+        """ASR against the prefill length actually used (a k beyond a short target prefills the whole target)."""
+        lines = [(row["model"], [row.get(f"prefill tokens k={k}", k) for k in self.lengths],
+                  [row.get(f"ASR k={k}") for k in self.lengths]) for _, row in side.iterrows()]
+        source = "targets" if self.answers_from is None else f"{self.answers_from.name}'s answers"
+        report.asr_lines(self.out / f"{self.stem}.png", lines, "prefilled harmful tokens (mean actually prefilled)",
+                         f"Prefilling attack on {self.harmful.name} (prefix: {source})")

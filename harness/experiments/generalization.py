@@ -1,0 +1,107 @@
+"""experiment=generalization: does a model's refusal carry over to harmful sets phrased unlike
+its training data, without refusing benign look-alikes?
+
+For each system (a model card and an optional defense) and each set: direct ASR on the harmful
+sets (XSTest unsafe questions, JBB harmful, HarmBench contextual, AdvBench), the share answered
+on the benign sets (XSTest safe, JBB benign), each with n and a 95 % Wilson interval. Every
+evaluation is an ordinary run folder under `out_dir/<system>/<set>/direct/`, so it resumes.
+
+`split` names what the sets are: `held-out` (evaluation sets, never tuned on) or `dev` (for
+tuning a recipe). When a system's model was trained by a recipe that lists its training prompts
+(`training_prompts`), the table counts evaluation prompts that appear in them ("in training",
+which must be 0).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from attacks.direct import DirectAttack
+from defenses.none import NoDefense
+from harness import report
+from harness.benchmark import Benchmark
+from harness.defense import Defense
+from harness.engine import Engine
+from harness.errors import HarnessError
+from harness.judge import Judge
+from harness.model import Model
+from harness.run import Experiment, run
+from harness.stats import wilson
+from harness.types import Sampling
+
+log = logging.getLogger(__name__)
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def training_prompts(model: Model) -> set[str] | None:
+    """Normalised prompts a trained model's recipe trained on (all phrasings), if the recipe can list them."""
+    recipe = getattr(model, "recipe", None)
+    lister = getattr(recipe, "all_training_prompts", None)
+    return {_norm(p) for p in lister()} if callable(lister) else None
+
+
+def cell(percent: float, n: int) -> dict[str, Any]:
+    k = round(percent * n / 100)
+    lo, hi = wilson(k, n)
+    return {"n": n, "percent": percent, "ci_low": 100 * lo, "ci_high": 100 * hi}
+
+
+class Generalization:
+    def __init__(self, systems: Mapping[str, Mapping[str, Any]], harmful: Mapping[str, Benchmark],
+                 benign: Mapping[str, Benchmark], judge: Judge, engine: Callable[[Model], Engine], sampling: Mapping,
+                 out_dir: str, split: str = "held-out") -> None:
+        self.systems: dict[str, tuple[Model, Defense]] = {}
+        for label, system in systems.items():
+            if not isinstance(system, Mapping) or "model" not in system:
+                raise HarnessError(f"experiment: driver.systems.{label} needs a model (and optionally a defense)")
+            self.systems[label] = (system["model"], system.get("defense") or NoDefense())
+        if not harmful and not benign:
+            raise HarnessError("experiment=generalization: no sets (driver.harmful and driver.benign are both empty)")
+        self.harmful, self.benign = dict(harmful), dict(benign)
+        self.judge, self.engine, self.sampling = judge, engine, Sampling(**sampling)
+        self.out = Path(out_dir)
+        self.split = split
+
+    def evaluate(self, label: str, model: Model, defense: Defense, name: str, bench: Benchmark) -> pd.DataFrame:
+        folder = self.out / label / name / "direct"
+        return run(Experiment(model, bench, DirectAttack(), defense, self.judge, self.engine, self.sampling, folder)).table
+
+    def __call__(self) -> pd.DataFrame:
+        rows = []
+        sets = [(name, bench, "direct ASR") for name, bench in self.harmful.items()]
+        sets += [(name, bench, "answered") for name, bench in self.benign.items()]
+        for label, (model, defense) in self.systems.items():
+            seen = training_prompts(model)
+            for name, bench, measure in sets:
+                table = self.evaluate(label, model, defense, name, bench)
+                row = table.iloc[0]
+                if measure == "direct ASR":
+                    value, n = float(row["asr"]), int(row["n_harmful"])
+                else:
+                    value, n = 100.0 - float(row["refusal"]), int(row["n"]) - int(row["errors"])
+                overlap = None if seen is None else sum(_norm(b.query()) in seen for b in bench.load())
+                rows.append({"system": label, "set": name, "split": self.split, "measure": measure, **cell(value, n),
+                             "in training": overlap})
+        long = pd.DataFrame(rows)
+        self.out.mkdir(parents=True, exist_ok=True)
+        long.to_csv(self.out / "generalization.csv", index=False)
+        (self.out / "generalization.md").write_text(self.markdown(long))
+        return long
+
+    def markdown(self, long: pd.DataFrame) -> str:
+        """One row per set, one column per system: `percent [low, high]`, with n."""
+        text = long.assign(value=[f"{r.percent:.1f} [{r.ci_low:.1f}, {r.ci_high:.1f}]" for r in long.itertuples()])
+        wide = text.pivot_table(index=["measure", "set", "n"], columns="system", values="value", aggfunc="first", sort=False)
+        wide = wide.reindex(columns=list(self.systems)).reset_index()
+        note = (f"Sets: {self.split}. Direct ASR (harmful sets) and share answered (benign sets), %, with 95 % Wilson "
+                f"intervals; judge {self.judge.name}, {self.sampling.max_tokens} new tokens, "
+                f"{'greedy' if self.sampling.greedy else 'sampled'}.\n\n")
+        return note + report.markdown(wide) + "\n"
