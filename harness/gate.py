@@ -32,8 +32,9 @@ import pandas as pd
 
 from harness.cli import exits_cleanly
 from harness.errors import DataError, HarnessError
+from harness.report import METRIC_COLUMNS
 
-METRICS = {"n", "n_harmful", "asr", "refusal", "mean_score", "prefill_tokens", "errors"}
+METRICS = METRIC_COLUMNS  # every column of an ASR table that is a measurement, not a key
 FORMATS = (".csv", ".json")
 
 

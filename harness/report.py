@@ -33,6 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.records import RecordStore
+from harness.stats import cluster_bootstrap, proportion_interval, wilson
 from harness.types import Record
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,10 @@ PARAM_LABELS = {"k": "prefilled harmful tokens k"}
 STRATEGY = "strategy"  # the param naming a configuration's strategy: its attack gets worst-case rows
 BREAKDOWNS = ("system_prompt", STRATEGY)  # worst cases per value of these params, and over all ("any")
 WORST = "worst case"
+# the measured columns of an ASR table (everything else is a key: setup, attack parameters, category)
+METRIC_COLUMNS = frozenset({"n", "n_harmful", "asr", "asr_lo", "asr_hi", "refusal", "refusal_lo", "refusal_hi",
+                            "mean_score", "prefill_tokens", "errors", "asr_corrected", "asr_corrected_lo",
+                            "asr_corrected_hi", "calibration", "contaminated", "sampling"})
 
 
 def to_frame(records: Iterable[Record]) -> pd.DataFrame:
@@ -79,11 +84,18 @@ def asr_table(frame: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
     def summarise(group: pd.DataFrame) -> pd.Series:
         ok = group[~group["error"]]
         harmful = ok[ok["label"] == "harmful"]
+        has_refusal = len(ok) and ok["refused"].notna().all()
+        asr_lo, asr_hi = rate_interval(harmful, "harmful")
+        refusal_lo, refusal_hi = rate_interval(ok, "refused") if has_refusal else (float("nan"), float("nan"))
         return pd.Series({
             "n": len(group),
             "n_harmful": len(harmful),  # judged completions of harmful behaviors: the ASR's denominator
             "asr": 100.0 * harmful["harmful"].astype(bool).mean() if len(harmful) else float("nan"),
-            "refusal": 100.0 * ok["refused"].astype(bool).mean() if len(ok) and ok["refused"].notna().all() else float("nan"),
+            "asr_lo": asr_lo,
+            "asr_hi": asr_hi,
+            "refusal": 100.0 * ok["refused"].astype(bool).mean() if has_refusal else float("nan"),
+            "refusal_lo": refusal_lo,
+            "refusal_hi": refusal_hi,
             "mean_score": ok["score"].astype(float).mean() if ok["score"].notna().any() else float("nan"),
             "prefill_tokens": group["prefill_tokens"].mean(),
             "errors": int(group["error"].sum()),
@@ -102,6 +114,16 @@ def asr_table(frame: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
     table["n_harmful"] = table["n_harmful"].astype(int)
     table["errors"] = table["errors"].astype(int)
     return table.dropna(axis=1, how="all")
+
+
+def rate_interval(rows: pd.DataFrame, column: str) -> tuple[float, float]:
+    """95 % interval (in %) of the share of `rows` with `column` true: Wilson with one sample per
+    behavior, else the behavior-clustered bootstrap (samples of one behavior are not independent)."""
+    if rows.empty:
+        return (float("nan"), float("nan"))
+    per = rows[column].astype(bool).groupby(rows["behavior"], sort=False).agg(["sum", "size"])
+    lo, hi = proportion_interval(per["sum"].to_numpy(), per["size"].to_numpy())
+    return (100.0 * lo, 100.0 * hi)
 
 
 def configuration_id(frame: pd.DataFrame) -> pd.Series:
@@ -142,18 +164,31 @@ def worst_case(frame: pd.DataFrame, breakdowns: Sequence[str] = (), strategies_o
         parts.append(summary.reset_index())
     table = pd.concat(parts, ignore_index=True)
     table["asr"] = 100.0 * table["broken"] / table["behaviors"].where(table["behaviors"] > 0)
+    bounds = [wilson(k, n) for k, n in zip(table["broken"], table["behaviors"], strict=True)]  # one vote per behavior
+    table["asr_lo"] = [100.0 * lo for lo, _ in bounds]
+    table["asr_hi"] = [100.0 * hi for _, hi in bounds]
     for c in ("n", "behaviors", "broken", "undecided", "configs", "errors"):
         table[c] = table[c].astype(int)
     return table.sort_values(SETUP + columns, kind="stable", ignore_index=True)[
-        SETUP + columns + ["configs", "n", "behaviors", "broken", "undecided", "asr", "errors"]]
+        SETUP + columns + ["configs", "n", "behaviors", "broken", "undecided", "asr", "asr_lo", "asr_hi", "errors"]]
 
 
-RATES = {"asr", "refusal", "mean_score", "prefill_tokens", "best_config_asr", "worst_case_asr"}
+RATES = {"asr", "refusal", "prefill_tokens", "best_config_asr", "worst_case_asr"}
+FRACTIONS = {"mean_score"}  # scores and accuracies in [0, 1]: three decimals (GSM8K accuracy 0.04, not 0.0)
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """Rates with one decimal; parameter values as they are (top-p 0.05 stays 0.05)."""
-    return table.to_markdown(index=False, floatfmt=tuple(".1f" if c in RATES else "g" for c in table.columns))
+    """Rates with one decimal, each followed by its 95 % interval (from the `<rate>_lo/_hi` columns);
+    fractions with three; parameter values as they are (top-p 0.05 stays 0.05)."""
+    shown = table.copy()
+    for column in list(shown.columns):
+        lo, hi = f"{column}_lo", f"{column}_hi"
+        if lo in shown.columns and hi in shown.columns:
+            text = [f"{a:.1f}-{b:.1f}" if pd.notna(a) and pd.notna(b) else "" for a, b in zip(shown[lo], shown[hi], strict=True)]
+            shown = shown.drop(columns=[lo, hi])
+            shown.insert(shown.columns.get_loc(column) + 1, f"{column} 95% CI", text)
+    formats = tuple(".1f" if c in RATES else ".3f" if c in FRACTIONS else "g" for c in shown.columns)
+    return shown.to_markdown(index=False, floatfmt=formats)
 
 
 def plot_sweeps(frame: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]:
@@ -179,7 +214,8 @@ def plot_sweeps(frame: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Pat
         lines = [c for c in SETUP if rows[c].nunique() > 1] or ["model"]
         for label, part in rows.groupby([rows[c] for c in lines]):
             part = part.sort_values(name)
-            ax.plot(part[name], part["asr"], marker="o", label=" / ".join(map(str, label if isinstance(label, tuple) else (label,))))
+            line, = ax.plot(part[name], part["asr"], marker="o", label=" / ".join(map(str, label if isinstance(label, tuple) else (label,))))
+            band(ax, part[name], part, line.get_color())
         ax.set_xlabel(PARAM_LABELS.get(name, name))
         ax.set_ylabel("attack success rate (%)")
         ax.set_ylim(-2, 102)
@@ -194,16 +230,25 @@ def plot_sweeps(frame: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Pat
     return written
 
 
-def asr_lines(path: Path, lines: Sequence[tuple[str, Sequence, Sequence]], xlabel: str, title: str) -> Path:
-    """One PNG: ASR (%) against x, a line per (label, xs, ys)."""
+def band(ax, xs, rows: pd.DataFrame, color: str) -> None:
+    """The 95 % interval of the ASR as a shaded band around its line (when the rows carry one)."""
+    if {"asr_lo", "asr_hi"} <= set(rows.columns):
+        ax.fill_between(list(xs), list(rows["asr_lo"]), list(rows["asr_hi"]), color=color, alpha=0.15, lw=0)
+
+
+def asr_lines(path: Path, lines: Sequence[tuple], xlabel: str, title: str) -> Path:
+    """One PNG: ASR (%) against x, a line per (label, xs, ys) or (label, xs, ys, lows, highs), the
+    last two drawn as the line's 95 % band."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for label, xs, ys in lines:
-        ax.plot(list(xs), list(ys), marker="o", label=label)
+    for label, xs, ys, *bounds in lines:
+        line, = ax.plot(list(xs), list(ys), marker="o", label=label)
+        if bounds:
+            ax.fill_between(list(xs), list(bounds[0]), list(bounds[1]), color=line.get_color(), alpha=0.15, lw=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("attack success rate (%)")
     ax.set_ylim(-2, 102)
@@ -241,10 +286,13 @@ def plot_decoding(table: pd.DataFrame, out: Path) -> Path | None:
             color = f"C{i}"
             sweep = part[part[STRATEGY] == strategy].sort_values("value")
             ax.plot(sweep["value"], sweep["asr"], marker="o", ms=3, color=color, label=name)
+            band(ax, sweep["value"], sweep, color)
             for kind, style in (("greedy", "--"), (WORST, ":")):
-                level = part.loc[part[STRATEGY] == kind, "asr"]
+                level = part.loc[part[STRATEGY] == kind]
                 if len(level):
-                    ax.axhline(level.iloc[0], color=color, ls=style, lw=1)
+                    ax.axhline(level["asr"].iloc[0], color=color, ls=style, lw=1)
+                    if kind == WORST and "asr_lo" in level.columns:
+                        ax.axhspan(level["asr_lo"].iloc[0], level["asr_hi"].iloc[0], color=color, alpha=0.07, lw=0)
         ax.set_xlabel(strategy.replace("_", "-"))
         if strategy == "top_k":
             ax.set_xscale("log")
@@ -261,14 +309,36 @@ def plot_decoding(table: pd.DataFrame, out: Path) -> Path | None:
 
 
 def summary_table(frame: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
-    """One row per setup: configurations, best single configuration's ASR, worst case over all."""
+    """One row per setup: configurations, best single configuration's ASR, worst case over all.
+
+    The best configuration's interval is a behavior-clustered bootstrap of the maximum over
+    configurations (picking the best is part of what is resampled); the worst case's is Wilson."""
     worst = worst_case(frame)
     if worst.empty:
         return worst
     configs = table[table[STRATEGY] != WORST] if STRATEGY in table.columns else table
     best = configs.groupby(SETUP, dropna=False)["asr"].max().rename("best_config_asr").reset_index()
-    summary = worst.merge(best, on=SETUP, how="left").rename(columns={"asr": "worst_case_asr"})
-    return summary[SETUP + ["configs", "n", "behaviors", "best_config_asr", "worst_case_asr", "undecided", "errors"]]
+    summary = worst.merge(best, on=SETUP, how="left").rename(
+        columns={"asr": "worst_case_asr", "asr_lo": "worst_case_asr_lo", "asr_hi": "worst_case_asr_hi"})
+    bounds = best_config_intervals(frame)
+    summary = summary.merge(bounds, on=SETUP, how="left")
+    return summary[SETUP + ["configs", "n", "behaviors", "best_config_asr", "best_config_asr_lo", "best_config_asr_hi",
+                            "worst_case_asr", "worst_case_asr_lo", "worst_case_asr_hi", "undecided", "errors"]]
+
+
+def best_config_intervals(frame: pd.DataFrame) -> pd.DataFrame:
+    rows = frame[(frame["label"] == "harmful") & ~frame["error"]]
+    if STRATEGY in rows.columns:
+        rows = rows[rows[f"param.{STRATEGY}"] != WORST] if f"param.{STRATEGY}" in rows.columns else rows
+    rows = rows.assign(_config=configuration_id(rows), _harmful=rows["harmful"].astype(bool))
+    out = []
+    for setup, part in rows.groupby(SETUP, dropna=False, sort=False):
+        counts = part.pivot_table(index="behavior", columns="_config", values="_harmful", aggfunc=["sum", "size"],
+                                  fill_value=0)
+        k, m = counts["sum"].to_numpy(), counts["size"].to_numpy()
+        lo, hi = proportion_interval(k[:, 0], m[:, 0]) if k.shape[1] == 1 else cluster_bootstrap(k, m)
+        out.append({**dict(zip(SETUP, setup, strict=True)), "best_config_asr_lo": 100 * lo, "best_config_asr_hi": 100 * hi})
+    return pd.DataFrame(out, columns=[*SETUP, "best_config_asr_lo", "best_config_asr_hi"])
 
 
 def plot_summary(summary: pd.DataFrame, out: Path) -> Path:
@@ -281,8 +351,10 @@ def plot_summary(summary: pd.DataFrame, out: Path) -> Path:
     labels = summary[varying].astype(str).agg(" / ".join, axis=1)
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(summary) + 1.2))
     y = range(len(summary))
-    ax.barh([v + 0.2 for v in y], summary["worst_case_asr"], height=0.4, label="worst case (any configuration)")
-    ax.barh([v - 0.2 for v in y], summary["best_config_asr"], height=0.4, label="best single configuration")
+    for shift, column, label in ((0.2, "worst_case_asr", "worst case (any configuration)"),
+                                 (-0.2, "best_config_asr", "best single configuration")):
+        error = [summary[column] - summary[f"{column}_lo"], summary[f"{column}_hi"] - summary[column]]
+        ax.barh([v + shift for v in y], summary[column], height=0.4, xerr=error, capsize=2, label=label)
     ax.set_yticks(list(y), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 102)
