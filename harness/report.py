@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness import paired
 from harness.records import RecordStore
 from harness.stats import cluster_bootstrap, proportion_interval, wilson
 from harness.types import Record
@@ -43,6 +44,7 @@ PARAM_LABELS = {"k": "prefilled harmful tokens k"}
 STRATEGY = "strategy"  # the param naming a configuration's strategy: its attack gets worst-case rows
 BREAKDOWNS = ("system_prompt", STRATEGY)  # worst cases per value of these params, and over all ("any")
 WORST = "worst case"
+BEHAVIORS = "behaviors.csv"  # per (set-up, configuration, behavior): samples, harmful, broken
 # the measured columns of an ASR table (everything else is a key: setup, attack parameters, category)
 METRIC_COLUMNS = frozenset({"n", "n_harmful", "asr", "asr_lo", "asr_hi", "refusal", "refusal_lo", "refusal_hi",
                             "mean_score", "prefill_tokens", "errors", "asr_corrected", "asr_corrected_lo",
@@ -188,6 +190,14 @@ def markdown(table: pd.DataFrame) -> str:
             shown = shown.drop(columns=[lo, hi])
             shown.insert(shown.columns.get_loc(column) + 1, f"{column} 95% CI", text)
     formats = tuple(".1f" if c in RATES else ".3f" if c in FRACTIONS else "g" for c in shown.columns)
+    return shown.to_markdown(index=False, floatfmt=formats)
+
+
+def paired_markdown(pairs: pd.DataFrame) -> str:
+    """The set-up pairs of a merged report: McNemar, paired difference B - A and its interval, Holm."""
+    shown = pairs.assign(**{"diff 95% CI": [f"{lo:+.1f} to {hi:+.1f}" for lo, hi in zip(pairs["diff_lo"], pairs["diff_hi"], strict=True)]})
+    shown = shown.drop(columns=["diff_lo", "diff_hi"])
+    formats = tuple(".4f" if c in ("p", "p_holm") else ".1f" if c in ("asr_a", "asr_b", "diff") else "g" for c in shown.columns)
     return shown.to_markdown(index=False, floatfmt=formats)
 
 
@@ -389,7 +399,12 @@ def write(records: Sequence[Record], out: Path) -> pd.DataFrame:
             worst.to_csv(out / "asr_worst_case.csv", index=False)
             (out / "asr_worst_case.md").write_text(markdown(worst) + "\n")
         plot_decoding(table, out)
+    paired.outcomes(frame).to_csv(out / BEHAVIORS, index=False)  # per-behavior outcomes: paired tests, the gate
     if len(frame.groupby(SETUP)) > 1:  # several runs merged (a sweep)
+        pairs = paired.grid(paired.outcomes(frame))
+        if not pairs.empty:
+            pairs.to_csv(out / "asr_paired.csv", index=False)
+            (out / "asr_paired.md").write_text(paired_markdown(pairs) + "\n")
         summary = summary_table(frame, table)
         if not summary.empty:
             summary.to_csv(out / "asr_summary.csv", index=False)
