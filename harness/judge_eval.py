@@ -9,7 +9,9 @@ reports accuracy, precision, recall, F1 and Cohen's kappa against the human labe
 (1 = harmful/jailbroken is the positive class). The other judges' label columns in the file
 are scored the same way, for comparison. Judge errors are counted and left out of the metrics.
 Extra `key=value` arguments are Hydra overrides (`judge.model=gpt-4o`, `cache_dir=...`).
-Writes `<out>/<judge>.json` and `<out>/<judge>.md` and prints the table.
+Writes `<out>/<judge>.json` and `<out>/<judge>.md` and prints the table. `--write-calibration`
+also stores the judge's sensitivity and specificity (harness/calibration.py), which the ASR
+tables of runs judged by this exact judge use for a judge-corrected ASR.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness import calibration
 from harness.cli import exits_cleanly
 from harness.errors import DataError, HarnessError, choices
 from harness.judge import Judge
@@ -101,9 +104,15 @@ def other_judges(frame: pd.DataFrame, columns: dict[str, str]) -> list[str]:
             if c not in used and not c.startswith("human") and frame[c].dropna().isin([0, 1]).all() and frame[c].notna().any()]
 
 
-def evaluate(judge: Judge, frame: pd.DataFrame, columns: dict[str, str], name: str) -> pd.DataFrame:
+def predictions(judge: Judge, frame: pd.DataFrame, columns: dict[str, str]) -> list[float]:
+    """The judge's label per row: 1 harmful, 0 not, NaN for a judge error."""
     verdicts = judge.judge(items(frame, columns))
-    predicted = [float("nan") if v.error or v.harmful is None else float(v.harmful) for v in verdicts]
+    return [float("nan") if v.error or v.harmful is None else float(v.harmful) for v in verdicts]
+
+
+def evaluate(judge: Judge, frame: pd.DataFrame, columns: dict[str, str], name: str,
+             predicted: Sequence[float] | None = None) -> pd.DataFrame:
+    predicted = predictions(judge, frame, columns) if predicted is None else predicted
     truth = frame[columns["label"]].to_numpy()
     rows = [{"judge": f"{name} (this run)", **agreement(truth, predicted)}]
     rows += [{"judge": c, **agreement(truth, frame[c].to_numpy())} for c in other_judges(frame, columns)]
@@ -129,7 +138,8 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     labels = args.labels or default_labels()
     frame = read_labels(labels, columns)
     judge = load_judge(args.judge, args.overrides)
-    table = evaluate(judge, frame, columns, args.judge)
+    predicted = predictions(judge, frame, columns)
+    table = evaluate(judge, frame, columns, args.judge, predicted)
     summary: dict[str, Any] = {"judge": args.judge, "judge_id": judge.id, "describe": judge.describe(),
                                "labels": str(labels), "label_column": columns["label"], "rows": len(frame),
                                "positives": int(frame[columns["label"]].sum()),
@@ -143,6 +153,10 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     (args.out / f"{args.judge}.md").write_text(text)
     print(text)
     print(f"written to {args.out}/{args.judge}.json and .md")
+    if args.write_calibration:
+        measured = calibration.measure(judge.id, frame[columns["label"]].to_numpy(), predicted, str(labels), columns["label"])
+        path = calibration.save(measured, args.calibration_dir)
+        print(f"calibration written to {path}: {measured.too_weak() or measured.note()}")
     return table
 
 
@@ -158,6 +172,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--prompt-column", default="prompt")
     parser.add_argument("--response-column", default="target_response")
     parser.add_argument("--label-column", default="human_majority")
+    parser.add_argument("--write-calibration", action="store_true",
+                        help="store the judge's sensitivity/specificity for judge-corrected ASRs in the tables")
+    parser.add_argument("--calibration-dir", type=Path, default=None,
+                        help="where calibrations go (default $HARNESS_CALIBRATION_DIR or results/calibration)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
     run(parser.parse_args(argv))
 

@@ -27,12 +27,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from harness import paired
+from harness import calibration, paired
+from harness.calibration import Calibration
+from harness.cli import exits_cleanly
 from harness.records import RecordStore
 from harness.stats import cluster_bootstrap, proportion_interval, wilson
 from harness.types import Record
@@ -72,6 +74,7 @@ def to_frame(records: Iterable[Record]) -> pd.DataFrame:
             "score": r.verdict.score,
             "error": bool(r.verdict.error),
             "judge": r.verdict.judge.split("@")[0],
+            "judge_id": r.verdict.judge,
         })
     return pd.DataFrame(rows)
 
@@ -80,7 +83,10 @@ def param_columns(frame: pd.DataFrame) -> list[str]:
     return sorted(c for c in frame.columns if c.startswith("param."))
 
 
-def asr_table(frame: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
+def asr_table(frame: pd.DataFrame, extra: Sequence[str] = (), calibrations: Mapping[str, Calibration] | None = None
+              ) -> pd.DataFrame:
+    """ASR per setup and configuration (and `extra` columns), with intervals; the judge-corrected ASR
+    for rows judged by a judge that has a calibration."""
     keys = SETUP + param_columns(frame) + list(extra)
 
     def summarise(group: pd.DataFrame) -> pd.Series:
@@ -101,6 +107,8 @@ def asr_table(frame: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
             "mean_score": ok["score"].astype(float).mean() if ok["score"].notna().any() else float("nan"),
             "prefill_tokens": group["prefill_tokens"].mean(),
             "errors": int(group["error"].sum()),
+            "calib_judge": harmful["judge_id"].iloc[0] if harmful["judge_id"].nunique() == 1 else "",
+            "calib_behaviors": harmful["behavior"].nunique(),
         })
 
     table = frame.groupby(keys, dropna=False, sort=True).apply(summarise, include_groups=False).reset_index()
@@ -111,11 +119,32 @@ def asr_table(frame: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
             worst = worst.drop(columns=["configs", "broken", "undecided"])
             table = pd.concat([table, worst], ignore_index=True)
             table = table.sort_values(SETUP, kind="stable", ignore_index=True)
+    table = corrected(table, calibrations or {})
     table = table.rename(columns={c: c.removeprefix("param.") for c in table.columns})
     table["n"] = table["n"].astype(int)
     table["n_harmful"] = table["n_harmful"].astype(int)
     table["errors"] = table["errors"].astype(int)
     return table.dropna(axis=1, how="all")
+
+
+def corrected(table: pd.DataFrame, calibrations: Mapping[str, Calibration]) -> pd.DataFrame:
+    """Add asr_corrected (Rogan-Gladen) and its interval where the row's judge has a usable calibration.
+
+    The observed rate's sampling draws use the row's behaviors as n (several samples of one
+    behavior are not independent); worst-case rows get none (a judge's errors compound over configurations)."""
+    values = []
+    for row in table.itertuples():
+        cal = calibrations.get(getattr(row, "calib_judge", "") or "")
+        behaviors = getattr(row, "calib_behaviors", 0)
+        if cal is None or cal.too_weak() or pd.isna(behaviors) or not behaviors or pd.isna(row.asr):
+            values.append((float("nan"),) * 3 + ("",))
+            continue
+        point, lo, hi = cal.correct(row.asr / 100.0 * behaviors, behaviors)
+        values.append((100 * point, 100 * lo, 100 * hi, cal.name))
+    if any(v[3] for v in values):
+        for i, column in enumerate(("asr_corrected", "asr_corrected_lo", "asr_corrected_hi", "calibration")):
+            table[column] = [v[i] for v in values]
+    return table.drop(columns=[c for c in ("calib_judge", "calib_behaviors") if c in table.columns])
 
 
 def rate_interval(rows: pd.DataFrame, column: str) -> tuple[float, float]:
@@ -175,7 +204,7 @@ def worst_case(frame: pd.DataFrame, breakdowns: Sequence[str] = (), strategies_o
         SETUP + columns + ["configs", "n", "behaviors", "broken", "undecided", "asr", "asr_lo", "asr_hi", "errors"]]
 
 
-RATES = {"asr", "refusal", "prefill_tokens", "best_config_asr", "worst_case_asr"}
+RATES = {"asr", "asr_corrected", "refusal", "prefill_tokens", "best_config_asr", "worst_case_asr"}
 FRACTIONS = {"mean_score"}  # scores and accuracies in [0, 1]: three decimals (GSM8K accuracy 0.04, not 0.0)
 
 
@@ -378,19 +407,29 @@ def plot_summary(summary: pd.DataFrame, out: Path) -> Path:
     return path
 
 
-def write(records: Sequence[Record], out: Path) -> pd.DataFrame:
-    """Write asr.csv/.md, asr_by_category.csv/.md and sweep plots into `out`; return the ASR table."""
+def footer(notes: Sequence[str]) -> str:
+    return "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
+
+
+def write(records: Sequence[Record], out: Path, calibration_file: Path | None = None) -> pd.DataFrame:
+    """Write asr.csv/.md, asr_by_category.csv/.md and sweep plots into `out`; return the ASR table.
+
+    `calibration_file`: a judge calibration to correct with (an error if it is for another judge);
+    otherwise calibrations found for the records' judges in the calibration directory are used."""
     out.mkdir(parents=True, exist_ok=True)
     frame = to_frame(records)
     if frame.empty:
         raise ValueError("no records to report")
-    table = asr_table(frame)
+    calibrations = calibration.for_judges(set(frame["judge_id"]), calibration_file)
+    notes = ["ASR cells: 95 % Wilson interval with one sample per behavior, a behavior-clustered bootstrap with several"]
+    notes += [c.too_weak() or c.note() for c in calibrations.values()]
+    table = asr_table(frame, calibrations=calibrations)
     table.to_csv(out / "asr.csv", index=False)
-    (out / "asr.md").write_text(markdown(table) + "\n")
+    (out / "asr.md").write_text(markdown(table) + "\n" + footer(notes))
     if frame["category"].astype(bool).any():
-        by_category = asr_table(frame, extra=["category"])
+        by_category = asr_table(frame, extra=["category"], calibrations=calibrations)
         by_category.to_csv(out / "asr_by_category.csv", index=False)
-        (out / "asr_by_category.md").write_text(markdown(by_category) + "\n")
+        (out / "asr_by_category.md").write_text(markdown(by_category) + "\n" + footer(notes))
     plot_sweeps(frame, table, out)
     if f"param.{STRATEGY}" in frame.columns:
         worst = worst_case(frame, breakdowns=BREAKDOWNS, strategies_only=True)
@@ -423,16 +462,19 @@ def load_folders(folders: Sequence[Path]) -> list[Record]:
     return records
 
 
+@exits_cleanly
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m harness.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path, help="run folders (or records.jsonl files); searched recursively")
     parser.add_argument("--out", type=Path, default=Path("results/report"), help="where the merged tables and plots go")
+    parser.add_argument("--calibration", type=Path, default=None,
+                        help="judge calibration (from judge_eval --write-calibration) to add the judge-corrected ASR with")
     args = parser.parse_args(argv)
     folders = sorted({p.parent for f in args.folders for p in ([f] if f.is_file() else f.rglob("records.jsonl"))})
     if not folders:
         raise SystemExit(f"harness.report: no records.jsonl under {', '.join(map(str, args.folders))}")
     log.info("merging %d run folders", len(folders))
-    table = write(load_folders(folders), args.out)
+    table = write(load_folders(folders), args.out, args.calibration)
     summary = args.out / "asr_summary.md"
     print(summary.read_text() if summary.exists() else markdown(table))
     print(f"\n{len(folders)} run folders merged; written to {args.out}/")
