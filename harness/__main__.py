@@ -28,7 +28,7 @@ def main(cfg: DictConfig) -> float:
         return float("nan")
     exp = build_experiment(cfg)
     outcome = run(exp)
-    print(report.markdown(outcome.table))
+    print((exp.out_dir / "asr.md").read_text())  # the table with its notes (sampling, intervals, calibration)
     log.info(
         "%d completions (%d generated, %d reused, %d re-judged) in %.0f s -> %s",
         len(outcome.records), outcome.generated, outcome.reused, outcome.rejudged, outcome.seconds, exp.out_dir,

@@ -411,7 +411,11 @@ def footer(notes: Sequence[str]) -> str:
     return "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
 
 
-def write(records: Sequence[Record], out: Path, calibration_file: Path | None = None) -> pd.DataFrame:
+SAMPLING = "sampling.txt"  # how the run drew its behaviors (benchmark.limit), one line; merged reports repeat it
+
+
+def write(records: Sequence[Record], out: Path, calibration_file: Path | None = None,
+          sampling: Sequence[str] = ()) -> pd.DataFrame:
     """Write asr.csv/.md, asr_by_category.csv/.md and sweep plots into `out`; return the ASR table.
 
     `calibration_file`: a judge calibration to correct with (an error if it is for another judge);
@@ -421,7 +425,10 @@ def write(records: Sequence[Record], out: Path, calibration_file: Path | None = 
     if frame.empty:
         raise ValueError("no records to report")
     calibrations = calibration.for_judges(set(frame["judge_id"]), calibration_file)
-    notes = ["ASR cells: 95 % Wilson interval with one sample per behavior, a behavior-clustered bootstrap with several"]
+    if sampling:
+        (out / SAMPLING).write_text("".join(f"{line}\n" for line in sampling))
+    notes = [f"behaviors: {line}" for line in sampling]
+    notes += ["ASR cells: 95 % Wilson interval with one sample per behavior, a behavior-clustered bootstrap with several"]
     notes += [c.too_weak() or c.note() for c in calibrations.values()]
     table = asr_table(frame, calibrations=calibrations)
     table.to_csv(out / "asr.csv", index=False)
@@ -436,18 +443,18 @@ def write(records: Sequence[Record], out: Path, calibration_file: Path | None = 
         if not worst.empty:
             worst = worst.rename(columns={c: c.removeprefix("param.") for c in worst.columns})
             worst.to_csv(out / "asr_worst_case.csv", index=False)
-            (out / "asr_worst_case.md").write_text(markdown(worst) + "\n")
+            (out / "asr_worst_case.md").write_text(markdown(worst) + "\n" + footer(notes))
         plot_decoding(table, out)
     paired.outcomes(frame).to_csv(out / BEHAVIORS, index=False)  # per-behavior outcomes: paired tests, the gate
     if len(frame.groupby(SETUP)) > 1:  # several runs merged (a sweep)
         pairs = paired.grid(paired.outcomes(frame))
         if not pairs.empty:
             pairs.to_csv(out / "asr_paired.csv", index=False)
-            (out / "asr_paired.md").write_text(paired_markdown(pairs) + "\n")
+            (out / "asr_paired.md").write_text(paired_markdown(pairs) + "\n" + footer(notes))
         summary = summary_table(frame, table)
         if not summary.empty:
             summary.to_csv(out / "asr_summary.csv", index=False)
-            (out / "asr_summary.md").write_text(markdown(summary) + "\n")
+            (out / "asr_summary.md").write_text(markdown(summary) + "\n" + footer(notes))
             plot_summary(summary, out)
     return table
 
@@ -474,7 +481,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not folders:
         raise SystemExit(f"harness.report: no records.jsonl under {', '.join(map(str, args.folders))}")
     log.info("merging %d run folders", len(folders))
-    table = write(load_folders(folders), args.out, args.calibration)
+    sampling = dict.fromkeys(line for f in folders if (f / SAMPLING).is_file() for line in (f / SAMPLING).read_text().splitlines())
+    table = write(load_folders(folders), args.out, args.calibration, sampling=list(sampling))
     summary = args.out / "asr_summary.md"
     print(summary.read_text() if summary.exists() else markdown(table))
     print(f"\n{len(folders)} run folders merged; written to {args.out}/")

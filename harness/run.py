@@ -94,7 +94,7 @@ def run(exp: Experiment) -> Outcome:
             have.update({r.key: r for r in fresh})
             generated += len(batch)
     records = [have[k] for k in keys]
-    table = report.write(records, exp.out_dir)
+    table = report.write(records, exp.out_dir, sampling=[exp.benchmark.sampling_note] if exp.benchmark.sampling_note else [])
     record_usage(exp.judge, exp.out_dir, "run")  # calls, tokens, cost of model-based judges -> judge_usage.jsonl
     return Outcome(table=table, records=records, generated=generated, reused=reused,
                    rejudged=len(stale), seconds=time.perf_counter() - start)

@@ -119,3 +119,15 @@ def test_merged_summary_carries_intervals(tmp_path):
         assert (summary.loc["m", f"{column}_lo"], summary.loc["m", f"{column}_hi"]) == pytest.approx(
             (100 * ci.low, 100 * ci.high))
     assert summary.loc["m2", "best_config_asr_lo"] < 60 < summary.loc["m2", "best_config_asr_hi"]
+
+
+def test_tables_say_how_behaviors_were_sampled(tmp_path):
+    line = "bench: 20 of 520 behaviors, a random sample stratified by category (seed 0)"
+    report.write([record(f"b{i}", i < 7) for i in range(20)], tmp_path / "run", sampling=[line])
+    assert f"behaviors: {line}" in (tmp_path / "run" / "asr.md").read_text()
+    (tmp_path / "run" / "records.jsonl").write_text("")
+    from harness.records import RecordStore
+
+    RecordStore(tmp_path / "run" / "records.jsonl").append([record(f"b{i}", i < 7) for i in range(20)])
+    report.main([str(tmp_path / "run"), "--out", str(tmp_path / "merged")])
+    assert f"behaviors: {line}" in (tmp_path / "merged" / "asr.md").read_text()
