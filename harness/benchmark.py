@@ -78,6 +78,7 @@ class Benchmark:
         seed: int = 0,
         hub: bool = True,
         limit_order: str = "stratified",
+        exclude_trained: bool = False,
     ) -> None:
         for key, value in (("limit", limit), ("sample", sample)):
             if value is not None and value < 1:
@@ -85,6 +86,7 @@ class Benchmark:
         if limit_order not in LIMIT_ORDERS:
             raise HarnessError(f"benchmark.limit_order={limit_order!r}: choose one of {choices(LIMIT_ORDERS)}")
         self.limit_order = limit_order
+        self.exclude_trained = exclude_trained  # the run drops behaviors the model was trained on (harness.contamination)
         self.sampling_note = ""
         self.path = Path(path).expanduser() if path else None
         self.data_dir = Path(data_dir).expanduser() if data_dir else None

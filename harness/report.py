@@ -27,12 +27,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from harness import calibration, paired
+from harness import calibration, contamination, paired
 from harness.calibration import Calibration
 from harness.cli import exits_cleanly
 from harness.records import RecordStore
@@ -109,6 +109,7 @@ def asr_table(frame: pd.DataFrame, extra: Sequence[str] = (), calibrations: Mapp
             "errors": int(group["error"].sum()),
             "calib_judge": harmful["judge_id"].iloc[0] if harmful["judge_id"].nunique() == 1 else "",
             "calib_behaviors": harmful["behavior"].nunique(),
+            **({"contaminated": group.loc[group["contaminated"], "behavior"].nunique()} if "contaminated" in group else {}),
         })
 
     table = frame.groupby(keys, dropna=False, sort=True).apply(summarise, include_groups=False).reset_index()
@@ -415,7 +416,7 @@ SAMPLING = "sampling.txt"  # how the run drew its behaviors (benchmark.limit), o
 
 
 def write(records: Sequence[Record], out: Path, calibration_file: Path | None = None,
-          sampling: Sequence[str] = ()) -> pd.DataFrame:
+          sampling: Sequence[str] = (), contaminated: Collection[tuple[str, str]] = ()) -> pd.DataFrame:
     """Write asr.csv/.md, asr_by_category.csv/.md and sweep plots into `out`; return the ASR table.
 
     `calibration_file`: a judge calibration to correct with (an error if it is for another judge);
@@ -429,6 +430,10 @@ def write(records: Sequence[Record], out: Path, calibration_file: Path | None = 
         (out / SAMPLING).write_text("".join(f"{line}\n" for line in sampling))
     notes = [f"behaviors: {line}" for line in sampling]
     notes += ["ASR cells: 95 % Wilson interval with one sample per behavior, a behavior-clustered bootstrap with several"]
+    if contaminated:
+        frame["contaminated"] = [pair in set(contaminated) for pair in zip(frame["model"], frame["behavior"], strict=True)]
+        notes.append(f"CONTAMINATED: {frame.loc[frame['contaminated'], 'behavior'].nunique()} behaviors are prompts the "
+                     "model was trained on (count per row in `contaminated`); benchmark.exclude_trained=true drops them")
     notes += [c.too_weak() or c.note() for c in calibrations.values()]
     table = asr_table(frame, calibrations=calibrations)
     table.to_csv(out / "asr.csv", index=False)
@@ -482,7 +487,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"harness.report: no records.jsonl under {', '.join(map(str, args.folders))}")
     log.info("merging %d run folders", len(folders))
     sampling = dict.fromkeys(line for f in folders if (f / SAMPLING).is_file() for line in (f / SAMPLING).read_text().splitlines())
-    table = write(load_folders(folders), args.out, args.calibration, sampling=list(sampling))
+    contaminated = set().union(*(contamination.load_run(f) for f in folders))
+    table = write(load_folders(folders), args.out, args.calibration, sampling=list(sampling), contaminated=contaminated)
     summary = args.out / "asr_summary.md"
     print(summary.read_text() if summary.exists() else markdown(table))
     print(f"\n{len(folders)} run folders merged; written to {args.out}/")

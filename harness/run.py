@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import report
+from harness import contamination, report
 from harness.attack import Attack
 from harness.benchmark import Benchmark
 from harness.defense import Defense
@@ -57,6 +57,7 @@ def run(exp: Experiment) -> Outcome:
     behaviors = exp.benchmark.load()
     log.info("benchmark %s: %d behaviors", exp.benchmark.name, len(behaviors))
     model = exp.attack.tamper(exp.defense.harden(exp.model), exp.defense)
+    behaviors = contamination.guard(model, behaviors, exp.benchmark.name, exp.benchmark.exclude_trained, exp.out_dir)
     requests = exp.attack.requests(behaviors, model, exp.sampling)
     engine = exp.defense.wrap(exp.engine(model))
     setup = content_hash({"model": model.id, "defense": exp.defense.describe(), "engine": engine.describe()})
@@ -94,7 +95,8 @@ def run(exp: Experiment) -> Outcome:
             have.update({r.key: r for r in fresh})
             generated += len(batch)
     records = [have[k] for k in keys]
-    table = report.write(records, exp.out_dir, sampling=[exp.benchmark.sampling_note] if exp.benchmark.sampling_note else [])
+    table = report.write(records, exp.out_dir, sampling=[exp.benchmark.sampling_note] if exp.benchmark.sampling_note else [],
+                         contaminated=contamination.load_run(exp.out_dir))
     record_usage(exp.judge, exp.out_dir, "run")  # calls, tokens, cost of model-based judges -> judge_usage.jsonl
     return Outcome(table=table, records=records, generated=generated, reused=reused,
                    rejudged=len(stale), seconds=time.perf_counter() - start)

@@ -1,0 +1,57 @@
+"""Contamination guard: a trained model records its training prompts; a run counts, marks and can drop them."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+
+import pandas as pd
+
+from attacks.direct import DirectAttack
+from benchmarks.advbench import AdvBench
+from defenses.none import NoDefense
+from harness import contamination
+from harness.engines.hf import HFEngine
+from harness.judges.keyword import KeywordJudge
+from harness.run import Experiment, run
+from harness.training import Example, TrainSettings, train
+from harness.types import Message, Sampling
+
+SETTINGS = TrainSettings(lr=1e-3, epochs=1, batch_size=4, warmup_steps=0, bf16=False)
+
+
+def examples(prompts, kind):
+    return [Example(messages=(Message(role="user", content=p),), response="No.", kind=kind) for p in prompts]
+
+
+def evaluate(model, data_dir, out, exclude=False):
+    bench = AdvBench(data_dir=data_dir, limit=10, limit_order="first", exclude_trained=exclude)
+    return run(Experiment(model=model, benchmark=bench, attack=DirectAttack(), defense=NoDefense(), judge=KeywordJudge(),
+                          engine=partial(HFEngine, batch_size=10, progress=False), sampling=Sampling(max_tokens=2), out_dir=out))
+
+
+def test_a_trained_model_records_its_prompts_and_runs_count_the_overlap(tiny, data_dir, tmp_path, caplog):
+    advbench = AdvBench(data_dir=data_dir, limit_order="first").load()
+    # trained on the first 6 AdvBench prompts (re-cased and re-spaced: still the same prompt) and one benign one
+    refusals = [f"  {b.prompt.upper()} " for b in advbench[:6]]
+    aligned = train(tiny, examples(refusals, "refusal") + examples(["What is 2 + 2?"], "utility"), SETTINGS, name="tiny-c")
+    stored = json.loads((aligned.folder / contamination.FILE).read_text())["prompts"]
+    assert len(stored["refusal"]) == 6 and len(stored["utility"]) == 1
+    # a fine-tuning attack on top: two more AdvBench prompts; the base's prompts carry over
+    attacked = train(aligned, examples([b.prompt for b in advbench[8:10]], "harmful"), SETTINGS, name="tiny-c-ft")
+    assert set(contamination.read(attacked.folder)) == {"harmful", "base refusal", "base utility"}
+
+    caplog.set_level("WARNING")
+    outcome = evaluate(attacked, data_dir, tmp_path / "run")
+    table = pd.read_csv(tmp_path / "run" / "asr.csv")
+    assert int(table["contaminated"].sum()) == 8  # advbench-0..5 (alignment) + advbench-8, 9 (the attack), of 10
+    assert len(outcome.records) == 10
+    assert sum("contamination: 8 of 10 advbench behaviors" in r.message for r in caplog.records) == 1
+    assert "CONTAMINATED: 8 behaviors" in (tmp_path / "run" / "asr.md").read_text()
+
+    dropped = evaluate(attacked, data_dir, tmp_path / "clean", exclude=True)
+    assert sorted(r.behavior.id for r in dropped.records) == ["advbench-6", "advbench-7"]
+    assert "contaminated" not in pd.read_csv(tmp_path / "clean" / "asr.csv").columns
+
+    untrained = evaluate(tiny, data_dir, tmp_path / "base")
+    assert len(untrained.records) == 10 and "contaminated" not in untrained.table.columns
