@@ -4,7 +4,8 @@
 - `cluster_bootstrap(successes, trials)`: a percentile bootstrap that resamples *behaviors*
   (clusters), for ASRs pooled over several samples or configurations of each behavior.
 - `mcnemar(b, c)`: the exact (binomial) McNemar test on the discordant pairs of a paired design;
-  `paired_difference(a, b, c, d)`: Newcombe's hybrid-score interval for a paired difference.
+  `paired_difference(a, b, c, d)`: Newcombe's hybrid-score interval for a paired difference;
+  `unpaired_difference` the same for two independent proportions (counts only).
 - `holm(p_values)`: Holm's step-down adjustment across the rows of a grid.
 - `behaviors_needed(p_a, p_b)`: how many behaviors a paired comparison needs for a given power.
 
@@ -100,6 +101,19 @@ def paired_difference(a: int, b: int, c: int, d: int) -> tuple[float, float, flo
     lower = math.sqrt(max(0.0, (pb - lb) ** 2 - 2 * phi * (pb - lb) * (ua - pa) + (ua - pa) ** 2))
     upper = math.sqrt(max(0.0, (ub - pb) ** 2 - 2 * phi * (ub - pb) * (pa - la) + (pa - la) ** 2))
     return (diff, max(-1.0, diff - lower), min(1.0, diff + upper))
+
+
+def unpaired_difference(k_a: int, n_a: int, k_b: int, n_b: int) -> tuple[float, float, float]:
+    """Difference p_B - p_A of two independent proportions with Newcombe's (1998) hybrid-score 95 % interval.
+
+    For comparisons where only counts are known (e.g. published tables); on shared behaviors the
+    paired interval is narrower."""
+    if n_a <= 0 or n_b <= 0:
+        return (math.nan, math.nan, math.nan)
+    pa, pb = k_a / n_a, k_b / n_b
+    (la, ua), (lb, ub) = wilson(k_a, n_a), wilson(k_b, n_b)
+    diff = pb - pa
+    return (diff, diff - math.sqrt((pb - lb) ** 2 + (ua - pa) ** 2), diff + math.sqrt((ub - pb) ** 2 + (pa - la) ** 2))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -55,3 +55,20 @@ def test_a_trained_model_records_its_prompts_and_runs_count_the_overlap(tiny, da
 
     untrained = evaluate(tiny, data_dir, tmp_path / "base")
     assert len(untrained.records) == 10 and "contaminated" not in untrained.table.columns
+
+
+def test_the_default_aligned_recipe_overlaps_harmbench_where_its_training_slice_does(data_dir):
+    """smollm2-aligned's safety SFT refuses HarmBench's first 150 standard behaviors: the guard's hashes find
+    exactly the evaluated behaviors whose ids are in that slice (counted here by id, not by hash)."""
+    from benchmarks.harmbench import HarmBench
+    from defenses.safety_sft import SafetySFT
+
+    recipe = SafetySFT(harmful=HarmBench(functional=["standard"], data_dir=data_dir), benign=None, n_harmful=150)
+    prompts = contamination.example_prompts(recipe.refusal_examples())
+    trained_ids = {b.id for b in HarmBench(functional=["standard"], data_dir=data_dir).load()[:150]}
+    for limit_order in ("first", "stratified"):
+        evaluated = HarmBench(data_dir=data_dir, limit=50, limit_order=limit_order).load()
+        found = contamination.overlap(evaluated, prompts)
+        assert set(found) == {b.id for b in evaluated if b.id in trained_ids}
+    first = HarmBench(data_dir=data_dir, limit=50, limit_order="first").load()
+    assert len(contamination.overlap(first, prompts)) == 50  # the README's example, before stratified sampling

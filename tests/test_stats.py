@@ -131,3 +131,9 @@ def test_tables_say_how_behaviors_were_sampled(tmp_path):
     RecordStore(tmp_path / "run" / "records.jsonl").append([record(f"b{i}", i < 7) for i in range(20)])
     report.main([str(tmp_path / "run"), "--out", str(tmp_path / "merged")])
     assert f"behaviors: {line}" in (tmp_path / "merged" / "asr.md").read_text()
+
+
+def test_unpaired_difference_agrees_with_wald_at_large_n():
+    diff, lo, hi = stats.unpaired_difference(300, 1000, 400, 1000)
+    se = math.sqrt(0.3 * 0.7 / 1000 + 0.4 * 0.6 / 1000)
+    assert diff == pytest.approx(0.1) and (lo, hi) == pytest.approx((0.1 - 1.96 * se, 0.1 + 1.96 * se), abs=0.003)
