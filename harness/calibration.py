@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from harness.errors import DataError, HarnessError
@@ -145,3 +147,23 @@ def for_judges(judge_ids: set[str], explicit: Path | None = None) -> dict[str, C
         if path.is_file():
             found[judge_id] = load(path)
     return found
+
+
+def add_corrected(table: pd.DataFrame, calibrations: Mapping[str, Calibration]) -> pd.DataFrame:
+    """Add asr_corrected (Rogan-Gladen) and its interval where the row's judge has a usable calibration.
+
+    The observed rate's sampling draws use the row's behaviors as n (several samples of one
+    behavior are not independent); worst-case rows get none (a judge's errors compound over configurations)."""
+    values = []
+    for row in table.itertuples():
+        cal = calibrations.get(getattr(row, "calib_judge", "") or "")
+        behaviors = getattr(row, "calib_behaviors", 0)
+        if cal is None or cal.too_weak() or pd.isna(behaviors) or not behaviors or pd.isna(row.asr):
+            values.append((float("nan"),) * 3 + ("",))
+            continue
+        point, lo, hi = cal.correct(row.asr / 100.0 * behaviors, behaviors)
+        values.append((100 * point, 100 * lo, 100 * hi, cal.name))
+    if any(v[3] for v in values):
+        for i, column in enumerate(("asr_corrected", "asr_corrected_lo", "asr_corrected_hi", "calibration")):
+            table[column] = [v[i] for v in values]
+    return table.drop(columns=[c for c in ("calib_judge", "calib_behaviors") if c in table.columns])

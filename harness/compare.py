@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise HarnessError(f"give two run folders, RUN_A RUN_B (got {len(args.runs)})")
     a, b = args.runs
     table = paired.compare_runs(load_outcomes(a), load_outcomes(b), names=(str(a), str(b)))
-    text = f"A = {a}\nB = {b}\n\n{report.paired_markdown(table)}\n\n" + "\n".join(verdicts(table)) + "\n"
+    text = f"A = {a}\nB = {b}\n\n{paired.markdown(table)}\n\n" + "\n".join(verdicts(table)) + "\n"
     print(text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

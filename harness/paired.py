@@ -124,3 +124,11 @@ def grid(out: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     table["p_holm"] = holm(table["p"])
     return table[["A", "B", "configuration", *COLUMNS]]
+
+
+def markdown(pairs: pd.DataFrame) -> str:
+    """The set-up pairs of a merged report: McNemar, paired difference B - A and its interval, Holm."""
+    shown = pairs.assign(**{"diff 95% CI": [f"{lo:+.1f} to {hi:+.1f}" for lo, hi in zip(pairs["diff_lo"], pairs["diff_hi"], strict=True)]})
+    shown = shown.drop(columns=["diff_lo", "diff_hi"])
+    formats = tuple(".4f" if c in ("p", "p_holm") else ".1f" if c in ("asr_a", "asr_b", "diff") else "g" for c in shown.columns)
+    return shown.to_markdown(index=False, floatfmt=formats)

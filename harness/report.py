@@ -120,32 +120,12 @@ def asr_table(frame: pd.DataFrame, extra: Sequence[str] = (), calibrations: Mapp
             worst = worst.drop(columns=["configs", "broken", "undecided"])
             table = pd.concat([table, worst], ignore_index=True)
             table = table.sort_values(SETUP, kind="stable", ignore_index=True)
-    table = corrected(table, calibrations or {})
+    table = calibration.add_corrected(table, calibrations or {})
     table = table.rename(columns={c: c.removeprefix("param.") for c in table.columns})
     table["n"] = table["n"].astype(int)
     table["n_harmful"] = table["n_harmful"].astype(int)
     table["errors"] = table["errors"].astype(int)
     return table.dropna(axis=1, how="all")
-
-
-def corrected(table: pd.DataFrame, calibrations: Mapping[str, Calibration]) -> pd.DataFrame:
-    """Add asr_corrected (Rogan-Gladen) and its interval where the row's judge has a usable calibration.
-
-    The observed rate's sampling draws use the row's behaviors as n (several samples of one
-    behavior are not independent); worst-case rows get none (a judge's errors compound over configurations)."""
-    values = []
-    for row in table.itertuples():
-        cal = calibrations.get(getattr(row, "calib_judge", "") or "")
-        behaviors = getattr(row, "calib_behaviors", 0)
-        if cal is None or cal.too_weak() or pd.isna(behaviors) or not behaviors or pd.isna(row.asr):
-            values.append((float("nan"),) * 3 + ("",))
-            continue
-        point, lo, hi = cal.correct(row.asr / 100.0 * behaviors, behaviors)
-        values.append((100 * point, 100 * lo, 100 * hi, cal.name))
-    if any(v[3] for v in values):
-        for i, column in enumerate(("asr_corrected", "asr_corrected_lo", "asr_corrected_hi", "calibration")):
-            table[column] = [v[i] for v in values]
-    return table.drop(columns=[c for c in ("calib_judge", "calib_behaviors") if c in table.columns])
 
 
 def rate_interval(rows: pd.DataFrame, column: str) -> tuple[float, float]:
@@ -223,59 +203,6 @@ def markdown(table: pd.DataFrame) -> str:
     return shown.to_markdown(index=False, floatfmt=formats)
 
 
-def paired_markdown(pairs: pd.DataFrame) -> str:
-    """The set-up pairs of a merged report: McNemar, paired difference B - A and its interval, Holm."""
-    shown = pairs.assign(**{"diff 95% CI": [f"{lo:+.1f} to {hi:+.1f}" for lo, hi in zip(pairs["diff_lo"], pairs["diff_hi"], strict=True)]})
-    shown = shown.drop(columns=["diff_lo", "diff_hi"])
-    formats = tuple(".4f" if c in ("p", "p_holm") else ".1f" if c in ("asr_a", "asr_b", "diff") else "g" for c in shown.columns)
-    return shown.to_markdown(index=False, floatfmt=formats)
-
-
-def plot_sweeps(frame: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]:
-    """One PNG per numeric attack parameter that takes several values (ASR against it).
-
-    In a merged sweep only the rows of attacks that have the parameter are plotted; attacks
-    that name a `strategy` per configuration are plotted by `plot_decoding` instead."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written = []
-    for column in param_columns(frame):
-        name = column.removeprefix("param.")
-        rows = table[table[name].notna()]
-        if STRATEGY in rows.columns:
-            rows = rows[rows[STRATEGY].isna()]
-        values = pd.to_numeric(rows[name], errors="coerce")
-        if rows.empty or values.isna().any() or values.nunique() < 2:
-            continue
-        fig, ax = plt.subplots(figsize=(6, 4))
-        lines = [c for c in SETUP if rows[c].nunique() > 1] or ["model"]
-        for label, part in rows.groupby([rows[c] for c in lines]):
-            part = part.sort_values(name)
-            line, = ax.plot(part[name], part["asr"], marker="o", label=" / ".join(map(str, label if isinstance(label, tuple) else (label,))))
-            band(ax, part[name], part, line.get_color())
-        ax.set_xlabel(PARAM_LABELS.get(name, name))
-        ax.set_ylabel("attack success rate (%)")
-        ax.set_ylim(-2, 102)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        ax.set_title(f"{', '.join(sorted(rows['attack'].unique()))} on {', '.join(sorted(rows['benchmark'].unique()))}")
-        fig.tight_layout()
-        path = out / f"asr_vs_{name}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
-    return written
-
-
-def band(ax, xs, rows: pd.DataFrame, color: str) -> None:
-    """The 95 % interval of the ASR as a shaded band around its line (when the rows carry one)."""
-    if {"asr_lo", "asr_hi"} <= set(rows.columns):
-        ax.fill_between(list(xs), list(rows["asr_lo"]), list(rows["asr_hi"]), color=color, alpha=0.15, lw=0)
-
-
 def asr_lines(path: Path, lines: Sequence[tuple], xlabel: str, title: str) -> Path:
     """One PNG: ASR (%) against x, a line per (label, xs, ys) or (label, xs, ys, lows, highs), the
     last two drawn as the line's 95 % band."""
@@ -296,53 +223,6 @@ def asr_lines(path: Path, lines: Sequence[tuple], xlabel: str, title: str) -> Pa
     ax.legend()
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def plot_decoding(table: pd.DataFrame, out: Path) -> Path | None:
-    """ASR against each sampled strategy's value (one panel each), a line per system-prompt mode
-    (and per setup that varies); greedy and the worst case as horizontal lines."""
-    if STRATEGY not in table.columns:
-        return None
-    rows = table[table[STRATEGY].notna()]
-    panels = [s for s in rows[STRATEGY].unique() if s not in ("greedy", WORST)]
-    if rows.empty or not panels:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if "system_prompt" in rows.columns:  # the overall worst case ("any") has no line of its own
-        rows = rows[rows["system_prompt"] != "any"]
-    lines = [c for c in SETUP if rows[c].nunique() > 1] + [c for c in ("system_prompt",) if c in rows.columns]
-    lines = lines or ["model"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
-    for ax, strategy in zip(axes[0], panels, strict=True):
-        for i, (label, part) in enumerate(rows.groupby([rows[c] for c in lines], dropna=False)):
-            name = " / ".join(map(str, label if isinstance(label, tuple) else (label,)))
-            color = f"C{i}"
-            sweep = part[part[STRATEGY] == strategy].sort_values("value")
-            ax.plot(sweep["value"], sweep["asr"], marker="o", ms=3, color=color, label=name)
-            band(ax, sweep["value"], sweep, color)
-            for kind, style in (("greedy", "--"), (WORST, ":")):
-                level = part.loc[part[STRATEGY] == kind]
-                if len(level):
-                    ax.axhline(level["asr"].iloc[0], color=color, ls=style, lw=1)
-                    if kind == WORST and "asr_lo" in level.columns:
-                        ax.axhspan(level["asr_lo"].iloc[0], level["asr_hi"].iloc[0], color=color, alpha=0.07, lw=0)
-        ax.set_xlabel(strategy.replace("_", "-"))
-        if strategy == "top_k":
-            ax.set_xscale("log")
-        ax.set_ylim(-2, 102)
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("attack success rate (%)")
-    axes[0][-1].legend(fontsize=7, title="dashed: greedy, dotted: worst case", title_fontsize=7)
-    fig.suptitle(f"decoding sweep on {', '.join(sorted(rows['benchmark'].unique()))}")
-    fig.tight_layout()
-    path = out / "asr_vs_decoding.png"
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -381,33 +261,6 @@ def best_config_intervals(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=[*SETUP, "best_config_asr_lo", "best_config_asr_hi"])
 
 
-def plot_summary(summary: pd.DataFrame, out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    varying = [c for c in SETUP if summary[c].nunique() > 1] or ["attack"]
-    labels = summary[varying].astype(str).agg(" / ".join, axis=1)
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(summary) + 1.2))
-    y = range(len(summary))
-    for shift, column, label in ((0.2, "worst_case_asr", "worst case (any configuration)"),
-                                 (-0.2, "best_config_asr", "best single configuration")):
-        error = [summary[column] - summary[f"{column}_lo"], summary[f"{column}_hi"] - summary[column]]
-        ax.barh([v + shift for v in y], summary[column], height=0.4, xerr=error, capsize=2, label=label)
-    ax.set_yticks(list(y), labels, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 102)
-    ax.set_xlabel("attack success rate (%)")
-    ax.legend(fontsize=8)
-    ax.set_title(" / ".join(varying), fontsize=9)
-    fig.tight_layout()
-    path = out / "asr_summary.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 def footer(notes: Sequence[str]) -> str:
     return "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
 
@@ -421,6 +274,8 @@ def write(records: Sequence[Record], out: Path, calibration_file: Path | None = 
 
     `calibration_file`: a judge calibration to correct with (an error if it is for another judge);
     otherwise calibrations found for the records' judges in the calibration directory are used."""
+    from harness import plots  # imports this module's names
+
     out.mkdir(parents=True, exist_ok=True)
     frame = to_frame(records)
     if frame.empty:
@@ -442,25 +297,25 @@ def write(records: Sequence[Record], out: Path, calibration_file: Path | None = 
         by_category = asr_table(frame, extra=["category"], calibrations=calibrations)
         by_category.to_csv(out / "asr_by_category.csv", index=False)
         (out / "asr_by_category.md").write_text(markdown(by_category) + "\n" + footer(notes))
-    plot_sweeps(frame, table, out)
+    plots.plot_sweeps(frame, table, out)
     if f"param.{STRATEGY}" in frame.columns:
         worst = worst_case(frame, breakdowns=BREAKDOWNS, strategies_only=True)
         if not worst.empty:
             worst = worst.rename(columns={c: c.removeprefix("param.") for c in worst.columns})
             worst.to_csv(out / "asr_worst_case.csv", index=False)
             (out / "asr_worst_case.md").write_text(markdown(worst) + "\n" + footer(notes))
-        plot_decoding(table, out)
+        plots.plot_decoding(table, out)
     paired.outcomes(frame).to_csv(out / BEHAVIORS, index=False)  # per-behavior outcomes: paired tests, the gate
     if len(frame.groupby(SETUP)) > 1:  # several runs merged (a sweep)
         pairs = paired.grid(paired.outcomes(frame))
         if not pairs.empty:
             pairs.to_csv(out / "asr_paired.csv", index=False)
-            (out / "asr_paired.md").write_text(paired_markdown(pairs) + "\n" + footer(notes))
+            (out / "asr_paired.md").write_text(paired.markdown(pairs) + "\n" + footer(notes))
         summary = summary_table(frame, table)
         if not summary.empty:
             summary.to_csv(out / "asr_summary.csv", index=False)
             (out / "asr_summary.md").write_text(markdown(summary) + "\n" + footer(notes))
-            plot_summary(summary, out)
+            plots.plot_summary(summary, out)
     return table
 
 
