@@ -283,10 +283,13 @@ def write(records: Sequence[Record], out: Path, calibration_file: Path | None = 
     calibrations = calibration.for_judges(set(frame["judge_id"]), calibration_file)
     if sampling:
         (out / SAMPLING).write_text("".join(f"{line}\n" for line in sampling))
+    elif (out / SAMPLING).is_file():  # re-writing a run's tables (rejudge): keep its notes
+        sampling = (out / SAMPLING).read_text().splitlines()
+    contaminated = set(contaminated) or contamination.load_run(out)
     notes = [f"behaviors: {line}" for line in sampling]
     notes += ["ASR cells: 95 % Wilson interval with one sample per behavior, a behavior-clustered bootstrap with several"]
     if contaminated:
-        frame["contaminated"] = [pair in set(contaminated) for pair in zip(frame["model"], frame["behavior"], strict=True)]
+        frame["contaminated"] = [pair in contaminated for pair in zip(frame["model"], frame["behavior"], strict=True)]
         notes.append(f"CONTAMINATED: {frame.loc[frame['contaminated'], 'behavior'].nunique()} behaviors are prompts the "
                      "model was trained on (count per row in `contaminated`); benchmark.exclude_trained=true drops them")
     notes += [c.too_weak() or c.note() for c in calibrations.values()]
