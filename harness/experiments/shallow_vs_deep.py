@@ -62,11 +62,14 @@ class ShallowVsDeep:
         for label, model in self.models.items():
             row: dict = {"model": label}
             prefill = self.evaluate(model, self.harmful, self.prefill_attack())
-            for r in prefill.itertuples():
-                row[f"ASR k={int(r.k)}"] = r.asr
+            for r in prefill.itertuples():  # each with its 95 % interval (markdown shows "ASR k=5 95% CI")
+                row.update({f"ASR k={int(r.k)}": r.asr, f"ASR k={int(r.k)}_lo": r.asr_lo, f"ASR k={int(r.k)}_hi": r.asr_hi})
             for name, bench in self.benign.items():
                 table = self.evaluate(model, bench, DirectAttack())
-                row[f"answered {name}"] = 100.0 - float(table["refusal"].iloc[0])
+                first = table.iloc[0]
+                row.update({f"answered {name}": 100.0 - float(first["refusal"]),
+                            f"answered {name}_lo": 100.0 - float(first["refusal_hi"]),
+                            f"answered {name}_hi": 100.0 - float(first["refusal_lo"])})
             rows.append(row)
         kl_rows = self.kl_analysis()
         side = pd.DataFrame(rows)
@@ -95,6 +98,7 @@ class ShallowVsDeep:
         return out
 
     def plot(self, side: pd.DataFrame) -> None:
-        lines = [(row["model"], self.lengths, [row.get(f"ASR k={k}") for k in self.lengths]) for _, row in side.iterrows()]
+        lines = [(row["model"], self.lengths, *([row.get(f"ASR k={k}{end}") for k in self.lengths] for end in ("", "_lo", "_hi")))
+                 for _, row in side.iterrows()]
         report.asr_lines(self.out / "shallow_vs_deep.png", lines, "prefilled harmful tokens k",
                          f"Prefilling attack on {self.harmful.name}")
