@@ -5,11 +5,11 @@
 
 Per configuration both runs have (attack parameters such as k; or the one configuration of
 each), on the harmful behaviors judged in both: ASR of A and of B, the paired difference
-B - A (points) with Newcombe's 95 % interval, the exact McNemar p-value on the discordant
+B - A (points) with its exact 95 % interval, the exact McNemar p-value on the discordant
 behaviors (b: broken only in A, c: only in B) and the Holm-adjusted p across the rows. A
 behavior with several samples counts as broken when any sample is harmful. A row whose Holm
-p is 0.05 or more is reported as no measured difference (the exact test decides; Newcombe's
-interval is an approximation that can exclude 0 by a hair when the exact test does not).
+p is 0.05 or more is reported as no measured difference (its interval, unadjusted, holds 0
+exactly when the unadjusted p is 0.05 or more).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Two defenses (or models, or attacks) evaluated on the same behaviors are a paired design: per
 behavior, each is broken or not. Only the behaviors on which they disagree carry information
 about the difference, so the test is McNemar's exact test on those discordant pairs, and the
-difference of ASRs gets Newcombe's paired interval. Across the rows of a grid (prefill lengths,
+difference of ASRs gets an interval that agrees with that test (stats.exact_paired_difference). Across the rows of a grid (prefill lengths,
 decoding configurations, set-up pairs) the p-values are Holm-adjusted.
 
 `outcomes(frame)` reduces a records frame (`report.to_frame`) to one row per (set-up,
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.stats import holm, mcnemar, paired_difference
+from harness.stats import exact_paired_difference, holm, mcnemar
 
 SETUP = ["model", "defense", "attack", "benchmark"]
 COLUMNS = ["n", "a", "b", "c", "d", "asr_a", "asr_b", "diff", "diff_lo", "diff_hi", "p", "p_holm"]
@@ -50,12 +50,13 @@ def key_text(value: object) -> str:
 
 
 def compare_pair(a: pd.Series, b: pd.Series) -> dict[str, float]:
-    """McNemar and the paired difference (B - A, in points) for two boolean Series indexed by behavior."""
+    """McNemar and the paired difference (B - A, in points, with an interval that agrees with the test) for two boolean Series
+    indexed by behavior."""
     shared = a.index.intersection(b.index)
     x, y = a[shared].astype(bool), b[shared].astype(bool)
     both, only_a = int((x & y).sum()), int((x & ~y).sum())
     only_b, neither = int((~x & y).sum()), int((~x & ~y).sum())
-    diff, lo, hi = paired_difference(both, only_a, only_b, neither)
+    diff, lo, hi = exact_paired_difference(both, only_a, only_b, neither)
     n = len(shared)
     return {"n": n, "a": both, "b": only_a, "c": only_b, "d": neither,
             "asr_a": 100.0 * (both + only_a) / n if n else float("nan"),

@@ -4,6 +4,7 @@
 - `cluster_bootstrap(successes, trials)`: a percentile bootstrap that resamples *behaviors*
   (clusters), for ASRs pooled over several samples or configurations of each behavior.
 - `mcnemar(b, c)`: the exact (binomial) McNemar test on the discordant pairs of a paired design;
+  `exact_paired_difference(a, b, c, d)`: a paired-difference interval that agrees with it;
   `paired_difference(a, b, c, d)`: Newcombe's hybrid-score interval for a paired difference;
   `unpaired_difference` the same for two independent proportions (counts only).
 - `holm(p_values)`: Holm's step-down adjustment across the rows of a grid.
@@ -101,6 +102,25 @@ def paired_difference(a: int, b: int, c: int, d: int) -> tuple[float, float, flo
     lower = math.sqrt(max(0.0, (pb - lb) ** 2 - 2 * phi * (pb - lb) * (ua - pa) + (ua - pa) ** 2))
     upper = math.sqrt(max(0.0, (ub - pb) ** 2 - 2 * phi * (ub - pb) * (pa - la) + (pa - la) ** 2))
     return (diff, max(-1.0, diff - lower), min(1.0, diff + upper))
+
+
+def exact_paired_difference(a: int, b: int, c: int, d: int) -> tuple[float, float, float]:
+    """Difference p_B - p_A of two paired proportions with a 95 % interval that agrees with the exact McNemar test.
+
+    Given the m = b + c discordant pairs, c ~ Binomial(m, pi) and p_B - p_A = (m / n)(2 pi - 1);
+    the Clopper-Pearson interval on pi mapped through that line excludes 0 exactly when the
+    exact test rejects at 5 %, but treats m as fixed. Each end is the wider of it and Newcombe's
+    interval (which carries the variability of m), so a table's interval and p-value never
+    disagree (checked over a grid of tables in the tests)."""
+    n, m = a + b + c + d, b + c
+    if n == 0:
+        return (math.nan, math.nan, math.nan)
+    diff, lo, hi = paired_difference(a, b, c, d)
+    if m == 0:
+        return (diff, lo, hi)
+    ci = sps.binomtest(int(c), int(m), 0.5).proportion_ci(confidence_level=0.95, method="exact")
+    scale = m / n
+    return (diff, min(lo, scale * (2 * ci.low - 1)), max(hi, scale * (2 * ci.high - 1)))
 
 
 def unpaired_difference(k_a: int, n_a: int, k_b: int, n_b: int) -> tuple[float, float, float]:

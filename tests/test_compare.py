@@ -31,8 +31,8 @@ def test_compare_cli_prints_mcnemar_and_paired_interval(tmp_path, capsys):
     row = table.iloc[0]
     assert (row["n"], row["b"], row["c"]) == (20, 1, 6)
     assert row["p"] == pytest.approx(16 / 128) and row["p_holm"] == pytest.approx(16 / 128)
-    assert row["diff"] == pytest.approx(25.0) and row["diff_lo"] < 25.0 < row["diff_hi"]  # (6 - 1) / 20
-    assert "no measured difference" in capsys.readouterr().out  # exact McNemar p = 0.125
+    assert row["diff"] == pytest.approx(25.0) and row["diff_lo"] < 0 < row["diff_hi"]  # (6 - 1) / 20, inside the noise
+    assert "no measured difference" in capsys.readouterr().out
 
 
 def test_compare_holm_adjusts_across_configurations(tmp_path):

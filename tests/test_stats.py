@@ -41,6 +41,19 @@ def test_mcnemar_exact_by_hand():
     assert stats.mcnemar(0, 0) == 1.0
 
 
+def test_exact_paired_interval_agrees_with_the_exact_mcnemar_test():
+    for a, d in ((0, 0), (10, 10), (40, 3)):
+        for b in range(0, 15):
+            for c in range(0, 15):
+                if b + c == 0:
+                    continue
+                diff, lo, hi = stats.exact_paired_difference(a, b, c, d)
+                assert diff == pytest.approx((c - b) / (a + b + c + d)) and lo <= diff <= hi
+                assert (lo > 0 or hi < 0) == (stats.mcnemar(b, c) < 0.05), (a, b, c, d)
+                _, newcombe_lo, newcombe_hi = stats.paired_difference(a, b, c, d)
+                assert lo <= newcombe_lo and hi >= newcombe_hi
+
+
 def test_holm_by_hand():
     # sorted 0.01, 0.03, 0.04 -> 3*0.01, max(.03, 2*0.03), max(.06, 1*0.04)
     assert stats.holm([0.01, 0.04, 0.03, float("nan")])[:3] == pytest.approx([0.03, 0.06, 0.06])
