@@ -248,14 +248,12 @@ def summary_table(frame: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
 
 def best_config_intervals(frame: pd.DataFrame) -> pd.DataFrame:
     rows = frame[(frame["label"] == "harmful") & ~frame["error"]]
-    if STRATEGY in rows.columns:
-        rows = rows[rows[f"param.{STRATEGY}"] != WORST] if f"param.{STRATEGY}" in rows.columns else rows
-    rows = rows.assign(_config=configuration_id(rows), _harmful=rows["harmful"].astype(bool))
+    rows = rows.assign(_config="#" + configuration_id(rows), _harmful=rows["harmful"].astype(bool))  # never "": pandas
+    # would select a Series for a sub-column named ""
     out = []
     for setup, part in rows.groupby(SETUP, dropna=False, sort=False):
-        counts = part.pivot_table(index="behavior", columns="_config", values="_harmful", aggfunc=["sum", "size"],
-                                  fill_value=0)
-        k, m = counts["sum"].to_numpy(), counts["size"].to_numpy()
+        counts = part.groupby(["behavior", "_config"])["_harmful"].agg(["sum", "size"]).unstack(fill_value=0)
+        k, m = counts["sum"].to_numpy(dtype=float), counts["size"].to_numpy(dtype=float)  # behaviors x configurations
         lo, hi = proportion_interval(k[:, 0], m[:, 0]) if k.shape[1] == 1 else cluster_bootstrap(k, m)
         out.append({**dict(zip(SETUP, setup, strict=True)), "best_config_asr_lo": 100 * lo, "best_config_asr_hi": 100 * hi})
     return pd.DataFrame(out, columns=[*SETUP, "best_config_asr_lo", "best_config_asr_hi"])

@@ -134,6 +134,14 @@ def test_merged_summary_carries_intervals(tmp_path):
     assert summary.loc["m2", "best_config_asr_lo"] < 60 < summary.loc["m2", "best_config_asr_hi"]
 
 
+def test_merged_summary_of_attacks_without_parameters(tmp_path):
+    plain = [record(f"b{i}", i < 3) for i in range(10)]
+    report.write(plain + [r.model_copy(update={"model": "m2"}) for r in plain], tmp_path)
+    summary = pd.read_csv(tmp_path / "asr_summary.csv")
+    ci = sps.binomtest(3, 10).proportion_ci(method="wilson")
+    assert list(summary["best_config_asr_lo"]) == pytest.approx([100 * ci.low] * 2)
+
+
 def test_tables_say_how_behaviors_were_sampled(tmp_path):
     line = "bench: 20 of 520 behaviors, a random sample stratified by category (seed 0)"
     report.write([record(f"b{i}", i < 7) for i in range(20)], tmp_path / "run", sampling=[line])
