@@ -43,8 +43,8 @@ def test_mcnemar_exact_by_hand():
 
 def test_exact_paired_interval_agrees_with_the_exact_mcnemar_test():
     for a, d in ((0, 0), (10, 10), (40, 3)):
-        for b in range(0, 15):
-            for c in range(0, 15):
+        for b in range(15):
+            for c in range(15):
                 if b + c == 0:
                     continue
                 diff, lo, hi = stats.exact_paired_difference(a, b, c, d)
