@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -95,9 +95,21 @@ def overlap(behaviors: Sequence[Behavior], prompts: dict[str, set[str]]) -> dict
     return out
 
 
-def guard(model: Model, behaviors: list[Behavior], benchmark: str, exclude: bool, out_dir: Path) -> list[Behavior]:
-    """Warn once about (or drop) behaviors the model was trained on; record them for the tables."""
+def guard(model: Model, behaviors: list[Behavior], benchmark: str, exclude: bool, out_dir: Path,
+          optimized_on: Callable[[list[Behavior]], Sequence[Behavior]] = lambda behaviors: ()) -> list[Behavior]:
+    """Drop (`exclude`) or warn once about behaviors the model was trained on; record them for the tables.
+
+    `optimized_on(behaviors)` names those the attack optimizes on and also evaluates (a universal
+    GCG suffix's training behaviors): marked as "attack optimization", never dropped (the attack
+    picks them from the behaviors it is given)."""
     found = overlap(behaviors, trained_prompts(model))
+    if exclude and found:
+        behaviors = [b for b in behaviors if b.id not in found]
+        log.warning("contamination: dropped %d %s behaviors that %s was trained on (benchmark.exclude_trained); %d left",
+                    len(found), benchmark, model.name, len(behaviors))
+        found = {}
+    for b in optimized_on(behaviors):
+        found.setdefault(b.id, []).append("attack optimization")
     path = out_dir / RUN_FILE
     if not found:
         path.unlink(missing_ok=True)
@@ -107,13 +119,8 @@ def guard(model: Model, behaviors: list[Behavior], benchmark: str, exclude: bool
         for k in ks:
             kinds[k] = kinds.get(k, 0) + 1
     detail = ", ".join(f"{k}: {n}" for k, n in sorted(kinds.items()))
-    if exclude:
-        log.warning("contamination: dropped %d of %d %s behaviors that %s was trained on (%s)",
-                    len(found), len(behaviors), benchmark, model.name, detail)
-        path.unlink(missing_ok=True)
-        return [b for b in behaviors if b.id not in found]
-    log.warning("contamination: %d of %d %s behaviors are prompts %s was trained on (%s); their rows are marked "
-                "`contaminated` in the tables; benchmark.exclude_trained=true drops them",
+    log.warning("contamination: %d of %d %s behaviors are prompts %s was trained on or the attack optimizes on (%s); "
+                "their rows are marked `contaminated` in the tables; benchmark.exclude_trained=true drops trained ones",
                 len(found), len(behaviors), benchmark, model.name, detail)
     out_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"model": model.name, "behaviors": found}, indent=1) + "\n")

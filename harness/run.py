@@ -57,7 +57,8 @@ def run(exp: Experiment) -> Outcome:
     behaviors = exp.benchmark.load()
     log.info("benchmark %s: %d behaviors", exp.benchmark.name, len(behaviors))
     model = exp.attack.tamper(exp.defense.harden(exp.model), exp.defense)
-    behaviors = contamination.guard(model, behaviors, exp.benchmark.name, exp.benchmark.exclude_trained, exp.out_dir)
+    behaviors = contamination.guard(model, behaviors, exp.benchmark.name, exp.benchmark.exclude_trained, exp.out_dir,
+                                    exp.attack.optimized_on)
     requests = exp.attack.requests(behaviors, model, exp.sampling)
     engine = exp.defense.wrap(exp.engine(model))
     setup = content_hash({"model": model.id, "defense": exp.defense.describe(), "engine": engine.describe()})

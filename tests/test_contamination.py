@@ -72,3 +72,15 @@ def test_the_default_aligned_recipe_overlaps_harmbench_where_its_training_slice_
         assert set(found) == {b.id for b in evaluated if b.id in trained_ids}
     first = HarmBench(data_dir=data_dir, limit=50, limit_order="first").load()
     assert len(contamination.overlap(first, prompts)) == 50  # the README's example, before stratified sampling
+
+
+def test_a_universal_suffix_marks_the_behaviors_it_was_optimized_on(tiny, data_dir, tmp_path):
+    from attacks.gcg import GCGAttack
+
+    behaviors = AdvBench(data_dir=data_dir, limit=5, limit_order="first").load()
+    universal, individual = GCGAttack(mode="universal", train_behaviors=2), GCGAttack()
+    assert [b.id for b in universal.optimized_on(behaviors)] == ["advbench-0", "advbench-1"]
+    assert individual.optimized_on(behaviors) == []  # each suffix is optimized on its own behavior, by design
+    kept = contamination.guard(tiny, behaviors, "advbench", exclude=True, out_dir=tmp_path, optimized_on=universal.optimized_on)
+    assert kept == behaviors  # optimization behaviors are marked, never dropped
+    assert contamination.load_run(tmp_path) == {("tiny", "advbench-0"), ("tiny", "advbench-1")}
