@@ -154,7 +154,9 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     print(text)
     print(f"written to {args.out}/{args.judge}.json and .md")
     if args.write_calibration:
-        measured = calibration.measure(judge.id, frame[columns["label"]].to_numpy(), predicted, str(labels), columns["label"])
+        data_dir = Path(os.environ.get("HARNESS_DATA_DIR") or default_labels().parents[1]).resolve()
+        named = f"<data_dir>/{labels.resolve().relative_to(data_dir)}" if labels.resolve().is_relative_to(data_dir) else str(labels)
+        measured = calibration.measure(judge.id, frame[columns["label"]].to_numpy(), predicted, named, columns["label"])
         path = calibration.save(measured, args.calibration_dir)
         print(f"calibration written to {path}: {measured.too_weak() or measured.note()}")
     return table
