@@ -133,12 +133,19 @@ class GCGAttack(Attack):
             out.append(self.ask(b, sampling, messages=(SuffixSlot.message_for(b, case.suffix),), params=params))
         return out
 
+    def optimized_on(self, behaviors: Sequence[Behavior]) -> list[Behavior]:
+        """A universal suffix is optimized on the first `train_behaviors` and evaluated on all: those are
+        marked (an individual suffix is optimized on its own behavior by design)."""
+        if self.mode != "universal" or self.suffixes:
+            return []
+        return list(behaviors[: self.train_behaviors] if self.train_behaviors else behaviors)
+
     def optimize(self, behaviors: Sequence[Behavior], source: Model) -> dict[str, TestCase]:
         store = self.store_for(source)
         have = store.load()
         gcg = GCG(source, self.settings, self.speed, judge=self.check_judge, progress=self.progress)
         if self.mode == "universal":
-            train = list(behaviors[: self.train_behaviors] if self.train_behaviors else behaviors)
+            train = self.optimized_on(behaviors)
             case = self.case(gcg, store, have, source, train, "universal")
             return {b.id: case for b in behaviors}
         return {b.id: self.case(gcg, store, have, source, [b], b.id) for b in behaviors}

@@ -36,7 +36,9 @@ def main(cfg: DictConfig) -> float:
     exp = build_experiment(cfg)
     with locked(exp.out_dir, wait=bool(cfg.get("wait", False))):
         outcome = run(exp)
-    print(report.markdown(outcome.table) if not outcome.table.empty else "(no completions to report)")
+    table_md = exp.out_dir / "asr.md"
+    # the table with its notes (sampling, intervals, calibration); none when every request failed
+    print(table_md.read_text() if not outcome.table.empty and table_md.is_file() else "(no completions to report)")
     log.info(
         "%d completions (%d generated, %d reused, %d re-judged) in %.0f s -> %s",
         len(outcome.records), outcome.generated, outcome.reused, outcome.rejudged, outcome.seconds, exp.out_dir,

@@ -26,6 +26,11 @@ class Attack:
     def requests(self, behaviors: Sequence[Behavior], model: Model, sampling: Sampling) -> list[Request]:
         raise NotImplementedError
 
+    def optimized_on(self, behaviors: Sequence[Behavior]) -> list[Behavior]:
+        """Behaviors of this run the attack optimizes on and then also evaluates (e.g. a universal
+        suffix's training behaviors): the contamination guard marks them. None by default."""
+        return []
+
     def ask(self, behavior: Behavior, sampling: Sampling, **fields: Any) -> Request:
         """The plain chat for a behavior: one user turn holding its query."""
         fields.setdefault("messages", (Message(role="user", content=behavior.query()),))

@@ -1,5 +1,9 @@
 """Benchmarks: where behaviors come from.
 
+`limit` keeps that many behaviors: by default a seeded random sample stratified by category
+(each category its proportional share), so a small run covers every category of the file;
+`limit_order=first` keeps the file's first rows instead. `sampling_note` says which, for the tables.
+
 A benchmark finds its data in this order: an explicit `path`, the shared `data_dir`
 (`<data_dir>/<file>`), the Hugging Face hub via `datasets`, and otherwise stops with a
 message that says how to supply it. Subclasses declare their file, hub id and column
@@ -49,11 +53,18 @@ class Benchmark:
         sample: int | None = None,
         seed: int = 0,
         hub: bool = True,
+        limit_order: str = "stratified",
+        exclude_trained: bool = False,
     ) -> None:
         for key, value in (("limit", limit), ("sample", sample)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 option = "limit" if key == "limit" else f"benchmark.{key}"
                 raise HarnessError(f"{option}={value!r}: must be a positive whole number of behaviors, or null for all")
+        if limit_order not in LIMIT_ORDERS:
+            raise HarnessError(f"benchmark.limit_order={limit_order!r}: choose one of {choices(LIMIT_ORDERS)}")
+        self.limit_order = limit_order
+        self.exclude_trained = exclude_trained  # the run drops behaviors the model was trained on (harness.contamination)
+        self.sampling_note = ""
         self.path = Path(path).expanduser() if path else None
         self.data_dir = Path(data_dir).expanduser() if data_dir else None
         self.limit = limit
@@ -169,9 +180,43 @@ class Benchmark:
             behaviors = [b for b in behaviors if b.category in self.categories]
         if self.sample is not None and self.sample < len(behaviors):
             behaviors = random.Random(self.seed).sample(behaviors, self.sample)
-        if self.limit is not None:
-            behaviors = behaviors[: self.limit]
+        total = len(behaviors)
+        if self.limit is not None and self.limit < total:
+            behaviors = behaviors[: self.limit] if self.limit_order == "first" else stratified(behaviors, self.limit, self.seed)
+        self.sampling_note = self.describe_sampling(len(behaviors), total)
         return behaviors
 
+    def describe_sampling(self, kept: int, total: int) -> str:
+        """How the evaluated behaviors were drawn, for the tables' notes."""
+        where = f" in categories {', '.join(self.categories)}" if self.categories else ""
+        if kept == total:
+            how = "all"
+        elif self.limit is not None and kept == self.limit and self.limit_order == "first":
+            how = "the first in file order (limit_order=first)"
+        elif self.limit is not None and kept == self.limit:
+            how = f"a random sample stratified by category (seed {self.seed})"
+        else:
+            how = f"a random sample (seed {self.seed})"
+        return f"{self.name}: {kept} of {total} behaviors{where}, {how}"
+
     def describe_filters(self) -> str:
-        return f"categories={self.categories}, sample={self.sample}, limit={self.limit}"
+        return f"categories={self.categories}, sample={self.sample}, limit={self.limit}, limit_order={self.limit_order}"
+
+
+LIMIT_ORDERS = ("stratified", "first")
+
+
+def stratified(behaviors: list[Behavior], k: int, seed: int) -> list[Behavior]:
+    """k behaviors drawn without replacement, each category getting its proportional share (largest
+    remainders; ties by a seeded draw), kept in file order. One category: a plain seeded sample."""
+    rng = random.Random(seed)
+    groups: dict[str, list[int]] = {}
+    for i, b in enumerate(behaviors):
+        groups.setdefault(b.category, []).append(i)
+    quotas = {c: k * len(ix) / len(behaviors) for c, ix in groups.items()}
+    counts = {c: int(q) for c, q in quotas.items()}
+    order = sorted(groups, key=lambda c: (-(quotas[c] - counts[c]), rng.random()))
+    for c in order[: k - sum(counts.values())]:
+        counts[c] += 1
+    chosen = sorted(i for c, ix in groups.items() for i in rng.sample(ix, counts[c]))
+    return [behaviors[i] for i in chosen]

@@ -9,7 +9,9 @@ reports accuracy, precision, recall, F1 and Cohen's kappa against the human labe
 (1 = harmful/jailbroken is the positive class). The other judges' label columns in the file
 are scored the same way, for comparison. Judge errors are counted and left out of the metrics.
 Extra `key=value` arguments are Hydra overrides (`judge.model=gpt-4o`, `cache_dir=...`).
-Writes `<out>/<judge>.json` and `<out>/<judge>.md` and prints the table.
+Writes `<out>/<judge>.json` and `<out>/<judge>.md` and prints the table. `--write-calibration`
+also stores the judge's sensitivity and specificity (harness/calibration.py), which the ASR
+tables of runs judged by this exact judge use for a judge-corrected ASR.
 
 Input format (CSV, TSV or JSONL; one row per judged response; column names are options):
   goal              the harmful request the response is judged against    (--goal-column)
@@ -37,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness import calibration
 from harness.cli import exits_cleanly
 from harness.data_files import read_table
 from harness.errors import DataError, HarnessError, choices
@@ -128,9 +131,15 @@ def other_judges(frame: pd.DataFrame, columns: dict[str, str]) -> list[str]:
     return out
 
 
-def evaluate(judge: Judge, frame: pd.DataFrame, columns: dict[str, str], name: str) -> pd.DataFrame:
+def predictions(judge: Judge, frame: pd.DataFrame, columns: dict[str, str]) -> list[float]:
+    """The judge's label per row: 1 harmful, 0 not, NaN for a judge error."""
     verdicts = judge.judge(items(frame, columns))
-    predicted = [float("nan") if v.error or v.harmful is None else float(v.harmful) for v in verdicts]
+    return [float("nan") if v.error or v.harmful is None else float(v.harmful) for v in verdicts]
+
+
+def evaluate(judge: Judge, frame: pd.DataFrame, columns: dict[str, str], name: str,
+             predicted: Sequence[float] | None = None) -> pd.DataFrame:
+    predicted = predictions(judge, frame, columns) if predicted is None else predicted
     truth = frame[columns["label"]].to_numpy()
     rows = [{"judge": f"{name} (this run)", **agreement(truth, predicted)}]
     rows += [{"judge": c, **agreement(truth, pd.to_numeric(frame[c].replace("", np.nan), errors="coerce").to_numpy())}
@@ -161,7 +170,8 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     labels = args.labels or default_labels()
     frame = read_labels(labels, columns)
     judge = load_judge(args.judge, args.overrides)
-    table = evaluate(judge, frame, columns, args.judge)
+    predicted = predictions(judge, frame, columns)
+    table = evaluate(judge, frame, columns, args.judge, predicted)
     summary: dict[str, Any] = {"judge": args.judge, "judge_id": judge.id, "describe": judge.describe(),
                                "labels": str(labels), "label_column": columns["label"], "rows": len(frame),
                                "positives": int(frame[columns["label"]].sum()),
@@ -179,6 +189,12 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
                  f"apply to this file (see the log for the first error).\n")
     print(text)
     print(f"written to {args.out}/{args.judge}.json and .md")
+    if args.write_calibration:
+        data_dir = Path(os.environ.get("HARNESS_DATA_DIR") or default_labels().parents[1]).resolve()
+        named = f"<data_dir>/{labels.resolve().relative_to(data_dir)}" if labels.resolve().is_relative_to(data_dir) else str(labels)
+        measured = calibration.measure(judge.id, frame[columns["label"]].to_numpy(), predicted, named, columns["label"])
+        path = calibration.save(measured, args.calibration_dir)
+        print(f"calibration written to {path}: {measured.too_weak() or measured.note()}")
     return table
 
 
@@ -196,6 +212,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--response-column", default="target_response")
     parser.add_argument("--label-column", default="human_majority")
     parser.add_argument("--context-column", default=DEFAULT_CONTEXT, help="optional; used when the file has it")
+    parser.add_argument("--write-calibration", action="store_true",
+                        help="store the judge's sensitivity/specificity for judge-corrected ASRs in the tables")
+    parser.add_argument("--calibration-dir", type=Path, default=None,
+                        help="where calibrations go (default $HARNESS_CALIBRATION_DIR or results/calibration)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
     run(parser.parse_args(argv))
 

@@ -113,9 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for folder in folders:
         before = usage_of(judge)
         records, count = rejudge_folder(folder, judge, everything=args.all, chunk=max(1, args.chunk))
-        table = report.write(records, folder)
+        report.write(records, folder)
         record_usage(judge, folder, "rejudge", since=before)
-        print(f"## {folder}\n\n{report.markdown(table)}\n")
+        print(f"## {folder}\n\n{(folder / 'asr.md').read_text()}")  # the table with its notes
         print(f"{count} of {len(records)} records re-judged with {judge.id}; tables rewritten in {folder}/")
     return 0
 

@@ -27,14 +27,17 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from harness import calibration, contamination, paired
+from harness.calibration import Calibration
 from harness.cli import exits_cleanly
 from harness.errors import HarnessError
 from harness.records import RecordStore
+from harness.stats import cluster_bootstrap, proportion_interval, wilson
 from harness.types import Record
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,11 @@ PARAM_LABELS = {"k": "prefilled harmful tokens k"}
 STRATEGY = "strategy"  # the param naming a configuration's strategy: its attack gets worst-case rows
 BREAKDOWNS = ("system_prompt", STRATEGY)  # worst cases per value of these params, and over all ("any")
 WORST = "worst case"
+BEHAVIORS = "behaviors.csv"  # per (set-up, configuration, behavior): samples, harmful, broken
+# the measured columns of an ASR table (everything else is a key: setup, attack parameters, category)
+METRIC_COLUMNS = frozenset({"n", "n_harmful", "asr", "asr_lo", "asr_hi", "refusal", "refusal_lo", "refusal_hi",
+                            "mean_score", "prefill_tokens", "errors", "asr_corrected", "asr_corrected_lo",
+                            "asr_corrected_hi", "calibration", "contaminated", "sampling"})
 
 
 def to_frame(records: Iterable[Record]) -> pd.DataFrame:
@@ -67,6 +75,7 @@ def to_frame(records: Iterable[Record]) -> pd.DataFrame:
             "score": r.verdict.score,
             "error": bool(r.verdict.error),
             "judge": r.verdict.judge.split("@")[0],
+            "judge_id": r.verdict.judge,
         })
     return pd.DataFrame(rows)
 
@@ -75,20 +84,33 @@ def param_columns(frame: pd.DataFrame) -> list[str]:
     return sorted(c for c in frame.columns if c.startswith("param."))
 
 
-def asr_table(frame: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
+def asr_table(frame: pd.DataFrame, extra: Sequence[str] = (), calibrations: Mapping[str, Calibration] | None = None
+              ) -> pd.DataFrame:
+    """ASR per setup and configuration (and `extra` columns), with intervals; the judge-corrected ASR
+    for rows judged by a judge that has a calibration."""
     keys = SETUP + param_columns(frame) + list(extra)
 
     def summarise(group: pd.DataFrame) -> pd.Series:
         ok = group[~group["error"]]
         harmful = ok[ok["label"] == "harmful"]
+        has_refusal = len(ok) and ok["refused"].notna().all()
+        asr_lo, asr_hi = rate_interval(harmful, "harmful")
+        refusal_lo, refusal_hi = rate_interval(ok, "refused") if has_refusal else (float("nan"), float("nan"))
         return pd.Series({
             "n": len(group),
             "n_harmful": len(harmful),  # judged completions of harmful behaviors: the ASR's denominator
             "asr": 100.0 * harmful["harmful"].astype(bool).mean() if len(harmful) else float("nan"),
-            "refusal": 100.0 * ok["refused"].astype(bool).mean() if len(ok) and ok["refused"].notna().all() else float("nan"),
+            "asr_lo": asr_lo,
+            "asr_hi": asr_hi,
+            "refusal": 100.0 * ok["refused"].astype(bool).mean() if has_refusal else float("nan"),
+            "refusal_lo": refusal_lo,
+            "refusal_hi": refusal_hi,
             "mean_score": ok["score"].astype(float).mean() if ok["score"].notna().any() else float("nan"),
             "prefill_tokens": group["prefill_tokens"].mean(),
             "errors": int(group["error"].sum()),
+            "calib_judge": harmful["judge_id"].iloc[0] if harmful["judge_id"].nunique() == 1 else "",
+            "calib_behaviors": harmful["behavior"].nunique(),
+            **({"contaminated": group.loc[group["contaminated"], "behavior"].nunique()} if "contaminated" in group else {}),
         })
 
     table = frame.groupby(keys, dropna=False, sort=True).apply(summarise, include_groups=False).reset_index()
@@ -99,11 +121,22 @@ def asr_table(frame: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
             worst = worst.drop(columns=["configs", "broken", "undecided"])
             table = pd.concat([table, worst], ignore_index=True)
             table = table.sort_values(SETUP, kind="stable", ignore_index=True)
+    table = calibration.add_corrected(table, calibrations or {})
     table = table.rename(columns={c: c.removeprefix("param.") for c in table.columns})
     table["n"] = table["n"].astype(int)
     table["n_harmful"] = table["n_harmful"].astype(int)
     table["errors"] = table["errors"].astype(int)
     return table.dropna(axis=1, how="all")
+
+
+def rate_interval(rows: pd.DataFrame, column: str) -> tuple[float, float]:
+    """95 % interval (in %) of the share of `rows` with `column` true: Wilson with one sample per
+    behavior, else the behavior-clustered bootstrap (samples of one behavior are not independent)."""
+    if rows.empty:
+        return (float("nan"), float("nan"))
+    per = rows[column].astype(bool).groupby(rows["behavior"], sort=False).agg(["sum", "size"])
+    lo, hi = proportion_interval(per["sum"].to_numpy(), per["size"].to_numpy())
+    return (100.0 * lo, 100.0 * hi)
 
 
 def configuration_id(frame: pd.DataFrame) -> pd.Series:
@@ -144,73 +177,50 @@ def worst_case(frame: pd.DataFrame, breakdowns: Sequence[str] = (), strategies_o
         parts.append(summary.reset_index())
     table = pd.concat(parts, ignore_index=True)
     table["asr"] = 100.0 * table["broken"] / table["behaviors"].where(table["behaviors"] > 0)
+    bounds = [wilson(k, n) for k, n in zip(table["broken"], table["behaviors"], strict=True)]  # one vote per behavior
+    table["asr_lo"] = [100.0 * lo for lo, _ in bounds]
+    table["asr_hi"] = [100.0 * hi for _, hi in bounds]
     for c in ("n", "behaviors", "broken", "undecided", "configs", "errors"):
         table[c] = table[c].astype(int)
     return table.sort_values(SETUP + columns, kind="stable", ignore_index=True)[
-        SETUP + columns + ["configs", "n", "behaviors", "broken", "undecided", "asr", "errors"]]
+        SETUP + columns + ["configs", "n", "behaviors", "broken", "undecided", "asr", "asr_lo", "asr_hi", "errors"]]
 
 
-RATES = {"asr", "refusal", "mean_score", "prefill_tokens", "best_config_asr", "worst_case_asr"}
+RATES = {"asr", "asr_corrected", "refusal", "prefill_tokens", "best_config_asr", "worst_case_asr"}
+FRACTIONS = {"mean_score"}  # scores and accuracies in [0, 1]: three decimals (GSM8K accuracy 0.04, not 0.0)
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """Rates with one decimal; parameter values as they are (top-p 0.05 stays 0.05); a parameter a row's
+    """Rates with one decimal, each followed by its 95 % interval (from the `<rate>_lo/_hi` columns);
+    fractions with three; parameter values as they are (top-p 0.05 stays 0.05); a parameter a row's
     attack does not have (k on a direct row of a merged table) is "-", not nan."""
     shown = table.copy()
+    for column in list(shown.columns):
+        lo, hi = f"{column}_lo", f"{column}_hi"
+        if lo in shown.columns and hi in shown.columns:
+            text = [f"{a:.1f}-{b:.1f}" if pd.notna(a) and pd.notna(b) else "" for a, b in zip(shown[lo], shown[hi], strict=True)]
+            shown = shown.drop(columns=[lo, hi])
+            shown.insert(shown.columns.get_loc(column) + 1, f"{column} 95% CI", text)
     for column in shown.columns:
-        if column not in RATES and shown[column].isna().any():
+        if column not in RATES | FRACTIONS and shown[column].isna().any():
             shown[column] = shown[column].map(lambda v: "-" if pd.isna(v) else f"{v:g}" if isinstance(v, float) else v)
-    return shown.to_markdown(index=False, floatfmt=tuple(".1f" if c in RATES else "g" for c in shown.columns))
+    formats = tuple(".1f" if c in RATES else ".3f" if c in FRACTIONS else "g" for c in shown.columns)
+    return shown.to_markdown(index=False, floatfmt=formats)
 
 
-def plot_sweeps(frame: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]:
-    """One PNG per numeric attack parameter that takes several values (ASR against it).
-
-    In a merged sweep only the rows of attacks that have the parameter are plotted; attacks
-    that name a `strategy` per configuration are plotted by `plot_decoding` instead."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written = []
-    for column in param_columns(frame):
-        name = column.removeprefix("param.")
-        rows = table[table[name].notna()]
-        if STRATEGY in rows.columns:
-            rows = rows[rows[STRATEGY].isna()]
-        values = pd.to_numeric(rows[name], errors="coerce")
-        if rows.empty or values.isna().any() or values.nunique() < 2:
-            continue
-        fig, ax = plt.subplots(figsize=(6, 4))
-        lines = [c for c in SETUP if rows[c].nunique() > 1] or ["model"]
-        for label, part in rows.groupby([rows[c] for c in lines]):
-            part = part.sort_values(name)
-            ax.plot(part[name], part["asr"], marker="o", label=" / ".join(map(str, label if isinstance(label, tuple) else (label,))))
-        ax.set_xlabel(PARAM_LABELS.get(name, name))
-        ax.set_ylabel("attack success rate (%)")
-        ax.set_ylim(-2, 102)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        ax.set_title(f"{', '.join(sorted(rows['attack'].unique()))} on {', '.join(sorted(rows['benchmark'].unique()))}")
-        fig.tight_layout()
-        path = out / f"asr_vs_{name}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
-    return written
-
-
-def asr_lines(path: Path, lines: Sequence[tuple[str, Sequence, Sequence]], xlabel: str, title: str) -> Path:
-    """One PNG: ASR (%) against x, a line per (label, xs, ys)."""
+def asr_lines(path: Path, lines: Sequence[tuple], xlabel: str, title: str) -> Path:
+    """One PNG: ASR (%) against x, a line per (label, xs, ys) or (label, xs, ys, lows, highs), the
+    last two drawn as the line's 95 % band."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for label, xs, ys in lines:
-        ax.plot(list(xs), list(ys), marker="o", label=label)
+    for label, xs, ys, *bounds in lines:
+        line, = ax.plot(list(xs), list(ys), marker="o", label=label)
+        if bounds:
+            ax.fill_between(list(xs), list(bounds[0]), list(bounds[1]), color=line.get_color(), alpha=0.15, lw=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("attack success rate (%)")
     ax.set_ylim(-2, 102)
@@ -223,117 +233,95 @@ def asr_lines(path: Path, lines: Sequence[tuple[str, Sequence, Sequence]], xlabe
     return path
 
 
-def plot_decoding(table: pd.DataFrame, out: Path) -> Path | None:
-    """ASR against each sampled strategy's value (one panel each), a line per system-prompt mode
-    (and per setup that varies); greedy and the worst case as horizontal lines."""
-    if STRATEGY not in table.columns:
-        return None
-    rows = table[table[STRATEGY].notna()]
-    panels = [s for s in rows[STRATEGY].unique() if s not in ("greedy", WORST)]
-    if rows.empty or not panels:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if "system_prompt" in rows.columns:  # the overall worst case ("any") has no line of its own
-        rows = rows[rows["system_prompt"] != "any"]
-    lines = [c for c in SETUP if rows[c].nunique() > 1] + [c for c in ("system_prompt",) if c in rows.columns]
-    lines = lines or ["model"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4), squeeze=False)
-    for ax, strategy in zip(axes[0], panels, strict=True):
-        for i, (label, part) in enumerate(rows.groupby([rows[c] for c in lines], dropna=False)):
-            name = " / ".join(map(str, label if isinstance(label, tuple) else (label,)))
-            color = f"C{i}"
-            sweep = part[part[STRATEGY] == strategy].sort_values("value")
-            ax.plot(sweep["value"], sweep["asr"], marker="o", ms=3, color=color, label=name)
-            for kind, style in (("greedy", "--"), (WORST, ":")):
-                level = part.loc[part[STRATEGY] == kind, "asr"]
-                if len(level):
-                    ax.axhline(level.iloc[0], color=color, ls=style, lw=1)
-        ax.set_xlabel(strategy.replace("_", "-"))
-        if strategy == "top_k":
-            ax.set_xscale("log")
-        ax.set_ylim(-2, 102)
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("attack success rate (%)")
-    axes[0][-1].legend(fontsize=7, title="dashed: greedy, dotted: worst case", title_fontsize=7)
-    fig.suptitle(f"decoding sweep on {', '.join(sorted(rows['benchmark'].unique()))}")
-    fig.tight_layout()
-    path = out / "asr_vs_decoding.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 def summary_table(frame: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
-    """One row per setup: configurations, best single configuration's ASR, worst case over all."""
+    """One row per setup: configurations, best single configuration's ASR, worst case over all.
+
+    The best configuration's interval is a behavior-clustered bootstrap of the maximum over
+    configurations (picking the best is part of what is resampled); the worst case's is Wilson."""
     worst = worst_case(frame)
     if worst.empty:
         return worst
     configs = table[table[STRATEGY] != WORST] if STRATEGY in table.columns else table
     best = configs.groupby(SETUP, dropna=False)["asr"].max().rename("best_config_asr").reset_index()
-    summary = worst.merge(best, on=SETUP, how="left").rename(columns={"asr": "worst_case_asr"})
-    return summary[SETUP + ["configs", "n", "behaviors", "best_config_asr", "worst_case_asr", "undecided", "errors"]]
+    summary = worst.merge(best, on=SETUP, how="left").rename(
+        columns={"asr": "worst_case_asr", "asr_lo": "worst_case_asr_lo", "asr_hi": "worst_case_asr_hi"})
+    bounds = best_config_intervals(frame)
+    summary = summary.merge(bounds, on=SETUP, how="left")
+    return summary[SETUP + ["configs", "n", "behaviors", "best_config_asr", "best_config_asr_lo", "best_config_asr_hi",
+                            "worst_case_asr", "worst_case_asr_lo", "worst_case_asr_hi", "undecided", "errors"]]
 
 
-def plot_summary(summary: pd.DataFrame, out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    varying = [c for c in SETUP if summary[c].nunique() > 1] or ["attack"]
-    labels = summary[varying].astype(str).agg(" / ".join, axis=1)
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(summary) + 1.2))
-    y = range(len(summary))
-    ax.barh([v + 0.2 for v in y], summary["worst_case_asr"], height=0.4, label="worst case (any configuration)")
-    ax.barh([v - 0.2 for v in y], summary["best_config_asr"], height=0.4, label="best single configuration")
-    for offset, column in ((0.2, "worst_case_asr"), (-0.2, "best_config_asr")):  # a 0 % bar has no width: say 0
-        for v, value in zip(y, summary[column], strict=True):
-            ax.text(1 if pd.isna(value) else value + 1, v + offset, "no data" if pd.isna(value) else f"{value:.0f}",
-                    va="center", fontsize=7)
-    ax.set_yticks(list(y), labels, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 102)
-    ax.set_xlabel("attack success rate (%)")
-    ax.legend(fontsize=8)
-    ax.set_title(" / ".join(varying), fontsize=9)
-    fig.tight_layout()
-    path = out / "asr_summary.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+def best_config_intervals(frame: pd.DataFrame) -> pd.DataFrame:
+    rows = frame[(frame["label"] == "harmful") & ~frame["error"]]
+    rows = rows.assign(_config="#" + configuration_id(rows), _harmful=rows["harmful"].astype(bool))  # never "": pandas
+    # would select a Series for a sub-column named ""
+    out = []
+    for setup, part in rows.groupby(SETUP, dropna=False, sort=False):
+        counts = part.groupby(["behavior", "_config"])["_harmful"].agg(["sum", "size"]).unstack(fill_value=0)
+        k, m = counts["sum"].to_numpy(dtype=float), counts["size"].to_numpy(dtype=float)  # behaviors x configurations
+        lo, hi = proportion_interval(k[:, 0], m[:, 0]) if k.shape[1] == 1 else cluster_bootstrap(k, m)
+        out.append({**dict(zip(SETUP, setup, strict=True)), "best_config_asr_lo": 100 * lo, "best_config_asr_hi": 100 * hi})
+    return pd.DataFrame(out, columns=[*SETUP, "best_config_asr_lo", "best_config_asr_hi"])
 
 
-def write(records: Sequence[Record], out: Path) -> pd.DataFrame:
-    """Write asr.csv/.md, asr_by_category.csv/.md and sweep plots into `out`; return the ASR table."""
+def footer(notes: Sequence[str]) -> str:
+    return "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
+
+
+SAMPLING = "sampling.txt"  # how the run drew its behaviors (benchmark.limit), one line; merged reports repeat it
+
+
+def write(records: Sequence[Record], out: Path, calibration_file: Path | None = None,
+          sampling: Sequence[str] = (), contaminated: Collection[tuple[str, str]] = ()) -> pd.DataFrame:
+    """Write asr.csv/.md, asr_by_category.csv/.md and sweep plots into `out`; return the ASR table.
+
+    `calibration_file`: a judge calibration to correct with (an error if it is for another judge);
+    otherwise calibrations found for the records' judges in the calibration directory are used."""
+    from harness import plots  # imports this module's names
+
     out.mkdir(parents=True, exist_ok=True)
     frame = to_frame(records)
     if frame.empty:
         raise ValueError("no records to report")
-    table = asr_table(frame)
+    calibrations = calibration.for_judges(set(frame["judge_id"]), calibration_file)
+    if sampling:
+        (out / SAMPLING).write_text("".join(f"{line}\n" for line in sampling))
+    elif (out / SAMPLING).is_file():  # re-writing a run's tables (rejudge): keep its notes
+        sampling = (out / SAMPLING).read_text().splitlines()
+    contaminated = set(contaminated) or contamination.load_run(out)
+    notes = [f"behaviors: {line}" for line in sampling]
+    notes += ["ASR cells: 95 % Wilson interval with one sample per behavior, a behavior-clustered bootstrap with several"]
+    if contaminated:
+        frame["contaminated"] = [pair in contaminated for pair in zip(frame["model"], frame["behavior"], strict=True)]
+        notes.append(f"CONTAMINATED: {frame.loc[frame['contaminated'], 'behavior'].nunique()} behaviors are prompts the "
+                     "model was trained on (count per row in `contaminated`); benchmark.exclude_trained=true drops them")
+    notes += [c.too_weak() or c.note() for c in calibrations.values()]
+    table = asr_table(frame, calibrations=calibrations)
     table.to_csv(out / "asr.csv", index=False)
-    (out / "asr.md").write_text(markdown(table) + "\n")
+    (out / "asr.md").write_text(markdown(table) + "\n" + footer(notes))
     if frame["category"].astype(bool).any():
-        by_category = asr_table(frame, extra=["category"])
+        by_category = asr_table(frame, extra=["category"], calibrations=calibrations)
         by_category.to_csv(out / "asr_by_category.csv", index=False)
-        (out / "asr_by_category.md").write_text(markdown(by_category) + "\n")
-    plot_sweeps(frame, table, out)
+        (out / "asr_by_category.md").write_text(markdown(by_category) + "\n" + footer(notes))
+    plots.plot_sweeps(frame, table, out)
     if f"param.{STRATEGY}" in frame.columns:
         worst = worst_case(frame, breakdowns=BREAKDOWNS, strategies_only=True)
         if not worst.empty:
             worst = worst.rename(columns={c: c.removeprefix("param.") for c in worst.columns})
             worst.to_csv(out / "asr_worst_case.csv", index=False)
-            (out / "asr_worst_case.md").write_text(markdown(worst) + "\n")
-        plot_decoding(table, out)
+            (out / "asr_worst_case.md").write_text(markdown(worst) + "\n" + footer(notes))
+        plots.plot_decoding(table, out)
+    paired.outcomes(frame).to_csv(out / BEHAVIORS, index=False)  # per-behavior outcomes: paired tests, the gate
     if len(frame.groupby(SETUP)) > 1:  # several runs merged (a sweep)
+        pairs = paired.grid(paired.outcomes(frame))
+        if not pairs.empty:
+            pairs.to_csv(out / "asr_paired.csv", index=False)
+            (out / "asr_paired.md").write_text(paired.markdown(pairs) + "\n" + footer(notes))
         summary = summary_table(frame, table)
         if not summary.empty:
             summary.to_csv(out / "asr_summary.csv", index=False)
-            (out / "asr_summary.md").write_text(markdown(summary) + "\n")
-            plot_summary(summary, out)
+            (out / "asr_summary.md").write_text(markdown(summary) + "\n" + footer(notes))
+            plots.plot_summary(summary, out)
     return table
 
 
@@ -352,6 +340,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m harness.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path, help="run folders (or records.jsonl files); searched recursively")
     parser.add_argument("--out", type=Path, default=Path("results/report"), help="where the merged tables and plots go")
+    parser.add_argument("--calibration", type=Path, default=None,
+                        help="judge calibration (from judge_eval --write-calibration) to add the judge-corrected ASR with")
     args = parser.parse_args(argv)
     missing = [str(f) for f in args.folders if not f.exists()]
     if missing:
@@ -364,7 +354,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not records:
         raise HarnessError(f"harness.report: no readable records in {', '.join(map(str, folders))} "
                            f"(empty, or written by another harness version)")
-    table = write(records, args.out)
+    sampling = dict.fromkeys(line for f in folders if (f / SAMPLING).is_file() for line in (f / SAMPLING).read_text().splitlines())
+    contaminated = set().union(*(contamination.load_run(f) for f in folders))
+    table = write(records, args.out, args.calibration, sampling=list(sampling), contaminated=contaminated)
     summary = args.out / "asr_summary.md"
     print(summary.read_text() if summary.exists() else markdown(table))
     print(f"\n{len(folders)} run folders merged; written to {args.out}/")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import report
+from harness import contamination, report
 from harness.attack import Attack
 from harness.benchmark import Benchmark
 from harness.defense import Defense
@@ -65,6 +65,8 @@ def run(exp: Experiment) -> Outcome:
     behaviors = exp.benchmark.load()
     log.info("benchmark %s: %d behaviors", exp.benchmark.name, len(behaviors))
     model = exp.attack.tamper(exp.defense.harden(exp.model), exp.defense)
+    behaviors = contamination.guard(model, behaviors, exp.benchmark.name, exp.benchmark.exclude_trained, exp.out_dir,
+                                    exp.attack.optimized_on)
     requests = exp.attack.requests(behaviors, model, exp.sampling)
     engine = exp.defense.wrap(exp.engine(model))
     setup = content_hash({"model": model.id, "defense": exp.defense.describe(), "engine": engine.describe()})
@@ -107,7 +109,9 @@ def run(exp: Experiment) -> Outcome:
         except RequestsFailed as exc:  # what succeeded is stored; the table shows it, the caller reports the rest
             failed = exc
     records = [have[k] for k in keys if k in have]
-    table = report.write(records, exp.out_dir) if records else pd.DataFrame()  # none: every request failed
+    notes = [exp.benchmark.sampling_note] if exp.benchmark.sampling_note else []
+    table = (report.write(records, exp.out_dir, sampling=notes, contaminated=contamination.load_run(exp.out_dir))
+             if records else pd.DataFrame())  # none: every request failed
     record_usage(exp.judge, exp.out_dir, "run")  # calls, tokens, cost of model-based judges -> judge_usage.jsonl
     return Outcome(table=table, records=records, generated=generated, reused=reused,
                    rejudged=len(stale), seconds=time.perf_counter() - start, failed=failed)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 from tqdm.auto import tqdm
 
+from harness import contamination
 from harness.cache import cached_folder
 from harness.errors import HarnessError
 from harness.model import LocalModel, Model
@@ -217,6 +218,7 @@ def train(
         _train_into(out, model, lambda epoch: fits(raw(epoch)), first, settings, objective)
 
     folder = cached_folder(model.cache_dir / "models", f"{name}-{key}", build)
+    contamination.record(folder, examples0, contamination.trained_prompts(model))  # also for models cached before
     return like(model, folder, name)
 
 

@@ -100,6 +100,7 @@ class Verdict(Frozen):
     judge: str
     rationale: str = ""
     error: str = ""
+    refusal_at: int | None = None  # where the refusal starts in the completion (characters), when the judge knows
 
 
 class Record(Frozen):

@@ -22,7 +22,8 @@ def test_advbench(data_dir):
 
 
 def test_advbench_filters(data_dir):
-    assert [b.id for b in AdvBench(data_dir=data_dir, limit=3).load()] == ["advbench-0", "advbench-1", "advbench-2"]
+    assert [b.id for b in AdvBench(data_dir=data_dir, limit=3, limit_order="first").load()] == [
+        "advbench-0", "advbench-1", "advbench-2"]
     a = AdvBench(data_dir=data_dir, sample=10, seed=1).load()
     assert [b.id for b in a] == [b.id for b in AdvBench(data_dir=data_dir, sample=10, seed=1).load()]
     assert [b.id for b in a] != [b.id for b in AdvBench(data_dir=data_dir, sample=10, seed=2).load()]
@@ -69,7 +70,7 @@ def test_xstest_labels(data_dir):
 
 
 def test_gsm8k_reference_is_final_number(data_dir):
-    items = GSM8K(data_dir=data_dir, limit=5).load()
+    items = GSM8K(data_dir=data_dir, limit=5, limit_order="first").load()
     assert items[0].reference == "18"
     assert all(i.reference.lstrip("-").replace(".", "").isdigit() for i in items)
     assert {i.label for i in items} == {"benign"}
@@ -161,3 +162,24 @@ def test_loader_order_path_then_data_dir_then_hub(tmp_path, data_dir, monkeypatc
 def test_missing_explicit_path(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         AdvBench(path=str(tmp_path / "nope.csv")).load()
+
+
+def test_limit_draws_a_seeded_sample_stratified_by_category(data_dir):
+    from collections import Counter
+
+    full = XSTest(data_dir=data_dir).load()
+    picked = XSTest(data_dir=data_dir, limit=50, seed=0)
+    behaviors = picked.load()
+    assert len(behaviors) == 50 and len({b.id for b in behaviors}) == 50
+    share, got = Counter(b.category for b in full), Counter(b.category for b in behaviors)
+    for category, count in share.items():  # each category its proportional share, floor or ceiling
+        assert int(50 * count / len(full)) <= got[category] <= int(50 * count / len(full)) + 1
+    first = XSTest(data_dir=data_dir, limit=50, limit_order="first").load()
+    assert len({b.category for b in first}) < len(share) == len(got)  # file order covers only a few categories
+    assert [b.id for b in behaviors] == [b.id for b in XSTest(data_dir=data_dir, limit=50, seed=0).load()]
+    assert [b.id for b in behaviors] != [b.id for b in XSTest(data_dir=data_dir, limit=50, seed=1).load()]
+    order = [b.id for b in full]
+    assert [order.index(b.id) for b in behaviors] == sorted(order.index(b.id) for b in behaviors)  # file order kept
+    assert "50 of 250 behaviors, a random sample stratified by category (seed 0)" in picked.sampling_note
+    with pytest.raises(HarnessError, match="limit_order='random'"):
+        XSTest(data_dir=data_dir, limit=5, limit_order="random")

@@ -73,7 +73,7 @@ WORDS = ("bomb", "hack", "steal", "poison", "weapon", "kill", "fraud", "drug", "
 
 
 def evaluate(tiny, data_dir, out) -> None:
-    exp = Experiment(model=tiny, benchmark=AdvBench(data_dir=data_dir, limit=20), attack=PrefillAttack(lengths=[5]),
+    exp = Experiment(model=tiny, benchmark=AdvBench(data_dir=data_dir, limit=20, limit_order="first"), attack=PrefillAttack(lengths=[5]),
                      defense=InputFilter(WORDS), judge=KeywordJudge(), engine=partial(HFEngine, batch_size=20, progress=False),
                      sampling=Sampling(max_tokens=6), out_dir=out)
     run(exp)

@@ -57,7 +57,8 @@ class FinetuneAttacks:
         rows = []
         for r in table.to_dict("records"):
             variant = label + (f" ({'with' if r['trigger'] else 'without'} trigger)" if "trigger" in r and pd.notna(r.get("trigger")) else "")
-            rows.append({"attack": variant, "defense": defense_label, "asr": r["asr"], "n": r["n"]})
+            rows.append({"attack": variant, "defense": defense_label, "asr": r["asr"], "asr_lo": r["asr_lo"],
+                         "asr_hi": r["asr_hi"], "n": r["n"]})
         return rows
 
     def utility_row(self, label: str, attack: Attack, defense_label: str, defense: Defense) -> dict:
@@ -77,8 +78,10 @@ class FinetuneAttacks:
                 if self.utility is not None and label in self.utility_attacks:
                     utility.append(self.utility_row(label, attack, defense_label, defense))
         long = pd.DataFrame(rows)
-        table = long.pivot_table(index="attack", columns="defense", values="asr", sort=False).reset_index()
-        table.columns = ["attack", *[f"ASR {c}" if c != "-" else "ASR" for c in table.columns[1:]]]
+        table = long.pivot_table(index="attack", columns="defense", values=["asr", "asr_lo", "asr_hi"], sort=False)
+        table = table[[(v, d) for d in long["defense"].unique() for v in ("asr", "asr_lo", "asr_hi") if (v, d) in table.columns]]
+        table.columns = [(f"ASR {d}" if d != "-" else "ASR") + v.removeprefix("asr") for v, d in table.columns]  # "ASR x_lo"
+        table = table.reset_index()
         if utility:
             u = pd.DataFrame(utility).pivot_table(index="attack", columns="defense", sort=False).reset_index()
             u.columns = ["attack", *[f"{a} {d}".replace(" -", "") for a, d in u.columns[1:]]]

@@ -33,7 +33,7 @@ from harness.types import Sampling
 
 log = logging.getLogger(__name__)
 
-SUMMARY = {"n", "n_harmful", "asr", "refusal", "mean_score", "prefill_tokens", "errors", "judge"}
+SUMMARY = report.METRIC_COLUMNS | {"judge"}
 DECISIONS = "safety_signal_decisions.jsonl"
 
 

@@ -62,12 +62,15 @@ class ShallowVsDeep:
         for label, model in self.models.items():
             row: dict = {"model": label}
             prefill = self.evaluate(model, self.harmful, self.prefill_attack())
-            for r in prefill.itertuples():
-                row[f"ASR k={int(r.k)}"] = r.asr
+            for r in prefill.itertuples():  # each with its 95 % interval (markdown shows "ASR k=5 95% CI")
+                row.update({f"ASR k={int(r.k)}": r.asr, f"ASR k={int(r.k)}_lo": r.asr_lo, f"ASR k={int(r.k)}_hi": r.asr_hi})
                 row[f"prefill tokens k={int(r.k)}"] = r.prefill_tokens  # the mean actually prefilled (targets are short)
             for name, bench in self.benign.items():
                 table = self.evaluate(model, bench, DirectAttack())
-                row[f"answered {name}"] = 100.0 - float(table["refusal"].iloc[0])
+                first = table.iloc[0]
+                row.update({f"answered {name}": 100.0 - float(first["refusal"]),
+                            f"answered {name}_lo": 100.0 - float(first["refusal_hi"]),
+                            f"answered {name}_hi": 100.0 - float(first["refusal_lo"])})
             rows.append(row)
         kl_rows = self.kl_analysis()
         side = pd.DataFrame(rows)
@@ -107,9 +110,11 @@ class ShallowVsDeep:
         return out
 
     def plot(self, side: pd.DataFrame) -> None:
-        """ASR against the prefill length actually used (a k beyond a short target prefills the whole target)."""
+        """ASR against the prefill length actually used (a k beyond a short target prefills the whole target),
+        with each line's 95 % band."""
         lines = [(row["model"], [row.get(f"prefill tokens k={k}", k) for k in self.lengths],
-                  [row.get(f"ASR k={k}") for k in self.lengths]) for _, row in side.iterrows()]
+                  *([row.get(f"ASR k={k}{end}") for k in self.lengths] for end in ("", "_lo", "_hi")))
+                 for _, row in side.iterrows()]
         source = "targets" if self.answers_from is None else f"{self.answers_from.name}'s answers"
         report.asr_lines(self.out / f"{self.stem}.png", lines, "prefilled harmful tokens (mean actually prefilled)",
                          f"Prefilling attack on {self.harmful.name} (prefix: {source})")

@@ -1,0 +1,88 @@
+"""Paired comparison of two runs on the behaviors they share.
+
+    python -m harness.compare RUN_A RUN_B [--out results/compare]
+    python -m harness.compare --power 0.30 0.50 [--discordant 0.3]   # behaviors needed to see 30 % -> 50 %
+
+Per configuration both runs have (attack parameters such as k; or the one configuration of
+each), on the harmful behaviors judged in both: ASR of A and of B, the paired difference
+B - A (points) with its exact 95 % interval, the exact McNemar p-value on the discordant
+behaviors (b: broken only in A, c: only in B) and the Holm-adjusted p across the rows. A
+behavior with several samples counts as broken when any sample is harmful. A row whose Holm
+p is 0.05 or more is reported as no measured difference (its interval, unadjusted, holds 0
+exactly when the unadjusted p is 0.05 or more).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from harness import paired, report
+from harness.cli import exits_cleanly
+from harness.errors import DataError, HarnessError
+from harness.stats import behaviors_needed
+
+
+def load_outcomes(folder: Path) -> pd.DataFrame:
+    path = folder / "records.jsonl" if folder.is_dir() else folder
+    if not path.is_file():
+        raise DataError(f"{folder}: no records.jsonl there; give a run folder written by `python -m harness`")
+    return paired.outcomes(report.to_frame(report.load_folders([path])))
+
+
+def verdicts(table: pd.DataFrame, alpha: float = 0.05) -> list[str]:
+    lines = []
+    for row in table.itertuples():
+        if row.p_holm < alpha:
+            lines.append(f"{row.configuration}: B - A = {row.diff:+.1f} points (95% CI {row.diff_lo:+.1f} to {row.diff_hi:+.1f}), "
+                         f"significant after Holm (p = {row.p_holm:.3g}, n = {row.n})")
+        else:
+            lines.append(f"{row.configuration}: no measured difference (B - A = {row.diff:+.1f} points, 95% CI "
+                         f"{row.diff_lo:+.1f} to {row.diff_hi:+.1f}, Holm p = {row.p_holm:.3g}, n = {row.n})")
+    return lines
+
+
+def power(args: argparse.Namespace) -> None:
+    p_a, p_b = args.power
+    if not (0 <= p_a <= 1 and 0 <= p_b <= 1) or p_a == p_b:
+        raise HarnessError(f"--power {p_a} {p_b}: give two different ASRs as fractions in [0, 1], e.g. --power 0.3 0.5")
+    try:
+        n = behaviors_needed(p_a, p_b, discordant=args.discordant, power=args.target_power)
+    except ValueError as exc:
+        raise HarnessError(f"--discordant {args.discordant}: {exc}") from None
+    assumed = "if the two set-ups broke behaviors independently" if args.discordant is None else \
+        f"with {args.discordant:.0%} of behaviors discordant"
+    print(f"{n} behaviors give a paired (McNemar, two-sided 5 %) comparison {args.target_power:.0%} power to detect "
+          f"{100 * p_a:.0f} % -> {100 * p_b:.0f} % {assumed}")
+
+
+@exits_cleanly
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m harness.compare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="*", type=Path, help="two run folders (or records.jsonl files): A then B")
+    parser.add_argument("--out", type=Path, default=None, help="also write compare.csv and compare.md here")
+    parser.add_argument("--power", nargs=2, type=float, metavar=("ASR_A", "ASR_B"),
+                        help="instead: behaviors needed to detect ASR_A -> ASR_B (fractions)")
+    parser.add_argument("--discordant", type=float, default=None, help="expected share of behaviors the two disagree on")
+    parser.add_argument("--target-power", type=float, default=0.8)
+    args = parser.parse_args(argv)
+    if args.power:
+        return power(args)
+    if len(args.runs) != 2:
+        raise HarnessError(f"give two run folders, RUN_A RUN_B (got {len(args.runs)})")
+    a, b = args.runs
+    table = paired.compare_runs(load_outcomes(a), load_outcomes(b), names=(str(a), str(b)))
+    text = f"A = {a}\nB = {b}\n\n{paired.markdown(table)}\n\n" + "\n".join(verdicts(table)) + "\n"
+    print(text)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out / "compare.csv", index=False)
+        (args.out / "compare.md").write_text(text)
+    return None
+
+
+if __name__ == "__main__":
+    main()
