@@ -101,8 +101,9 @@ def other_judges(frame: pd.DataFrame, columns: dict[str, str]) -> list[str]:
             if c not in used and not c.startswith("human") and frame[c].dropna().isin([0, 1]).all() and frame[c].notna().any()]
 
 
-def evaluate(judge: Judge, frame: pd.DataFrame, columns: dict[str, str], name: str) -> pd.DataFrame:
-    verdicts = judge.judge(items(frame, columns))
+def evaluate(judge: Judge, frame: pd.DataFrame, columns: dict[str, str], name: str,
+             pairs: Sequence[tuple[Behavior, Completion]] | None = None) -> pd.DataFrame:
+    verdicts = judge.judge(list(pairs) if pairs is not None else items(frame, columns))
     predicted = [float("nan") if v.error or v.harmful is None else float(v.harmful) for v in verdicts]
     truth = frame[columns["label"]].to_numpy()
     rows = [{"judge": f"{name} (this run)", **agreement(truth, predicted)}]
@@ -126,19 +127,28 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
         raise HarnessError(f"{choices(bad)}: extra arguments must be Hydra overrides key=value, e.g. judge.model=gpt-4o")
     columns = {"goal": args.goal_column, "prompt": args.prompt_column, "response": args.response_column,
                "label": args.label_column}
-    labels = args.labels or default_labels()
-    frame = read_labels(labels, columns)
+    pairs = None
+    if args.run:  # the human labels stored beside runs (python -m harness.labels import) are the truth
+        from harness.labels import ground_truth
+
+        frame, pairs = ground_truth(args.run)
+        columns = {"goal": "goal", "response": "response", "label": "human"}
+        source = where = "the human labels of " + ", ".join(map(str, args.run))
+    else:
+        labels = args.labels or default_labels()
+        frame = read_labels(labels, columns)
+        source, where = labels.name, str(labels)
     judge = load_judge(args.judge, args.overrides)
-    table = evaluate(judge, frame, columns, args.judge)
+    table = evaluate(judge, frame, columns, args.judge, pairs)
     summary: dict[str, Any] = {"judge": args.judge, "judge_id": judge.id, "describe": judge.describe(),
-                               "labels": str(labels), "label_column": columns["label"], "rows": len(frame),
+                               "labels": where, "label_column": columns["label"], "rows": len(frame),
                                "positives": int(frame[columns["label"]].sum()),
                                "table": json.loads(table.to_json(orient="records"))}
     if hasattr(judge, "usage"):
         summary["usage"] = judge.usage()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.judge}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    text = (f"Agreement with `{columns['label']}` on {labels.name} ({len(frame)} rows, "
+    text = (f"Agreement with `{columns['label']}` on {source} ({len(frame)} rows, "
             f"{summary['positives']} labelled harmful); judge `{judge.id}`.\n\n{markdown(table)}\n")
     (args.out / f"{args.judge}.md").write_text(text)
     print(text)
@@ -153,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--judge", default="keyword", help="a config name in conf/judge (keyword, keyword_gcg, rubric, ...)")
     parser.add_argument("--labels", type=Path, default=None,
                         help=f"labelled CSV/JSONL (default: <data_dir>/{DEFAULT_LABELS}, data_dir from HARNESS_DATA_DIR)")
+    parser.add_argument("--run", type=Path, nargs="+", default=None,
+                        help="score against the human labels stored beside these run folders (instead of --labels)")
     parser.add_argument("--out", type=Path, default=Path("results/judge_eval"))
     parser.add_argument("--goal-column", default="goal")
     parser.add_argument("--prompt-column", default="prompt")
