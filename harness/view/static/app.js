@@ -363,7 +363,12 @@ const VIEW = (() => {
     applyFilters();
     const tab = location.hash.slice(1);
     if (["samples", "diff", "labels"].includes(tab)) show(tab);
+    window.addEventListener("hashchange", () => {
+      const to = location.hash.slice(1);
+      if (["overview", "samples", "diff", "labels"].includes(to)) show(to);
+    });
     document.body.dataset.ready = "1";
+    performance.mark("view-ready");
   }
   window.addEventListener("DOMContentLoaded", () => {
     if (!state.meta || !state.index) { document.body.prepend(el("p", {class: "error"}, "data/meta.js or data/index.js did not load")); return; }
