@@ -89,15 +89,14 @@ def script(kind: str, payload: Any, part: int | None = None) -> str:
 
 
 def overview_rows(runs: Sequence[Run]) -> tuple[list[dict], list[str]]:
+    """Each run's table rows, with the attack parameters' columns (the params its records name) as `_config`."""
     rows, params = [], []
-    standard = {"model", "defense", "attack", "benchmark", "n", "n_harmful", "asr", "asr_lo", "asr_hi", "refusal",
-                "mean_score", "prefill_tokens", "errors"}
     for i, run in enumerate(runs):
+        names = {k for s in run.samples for k in s.record.completion.request.params}
         for row in table_rows(run.table):
-            extra = {k: v for k, v in row.items() if k not in standard and v is not None}
-            params += [k for k in extra if k not in params]
-            rows.append({**{k: json_value(v) for k, v in row.items()}, "_run": i,
-                         "_config": configuration(extra)})
+            config = {k: row[k] for k in sorted(names) if row.get(k) is not None}
+            params += [k for k in config if k not in params]
+            rows.append({**{k: json_value(v) for k, v in row.items()}, "_run": i, "_config": configuration(config)})
     return rows, params
 
 
