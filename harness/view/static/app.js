@@ -309,16 +309,31 @@ const VIEW = (() => {
     }
   }
 
+  function positions() {  // record key -> index position, built once when labels are listed
+    if (!state.positions) {
+      state.positions = new Map();
+      for (let i = 0; i < state.index.run.length; i++) state.positions.set(keyOf(i), i);
+    }
+    return state.positions;
+  }
   function renderLabels() {
-    const rows = Object.entries(state.labels).map(([key, l]) => ({key, ...l}));
-    $("label-count").textContent = rows.length;
+    const entries = Object.entries(state.labels);
+    $("label-count").textContent = entries.length;
     if (!state.tables.labels) return;
+    const at = positions(), rows = entries.map(([key, l]) => {
+      const i = at.get(key), v = i === undefined ? 3 : state.index.v[i];
+      const agree = v > 1 || l.label === "unclear" ? "" : (v === 1) === (l.label === "harmful") ? "agrees" : "disagrees";
+      return {key, ...l, v, agree};
+    });
+    const n = rows.filter((r) => r.agree).length, same = rows.filter((r) => r.agree === "agrees").length;
+    $("labels-summary").textContent = n ? `judge agrees with ${same} of ${n} decided labels (${(100 * same / n).toFixed(1)} %)` : "";
     state.tables.labels.setData(rows);
   }
   function labelsTable() {
     state.tables.labels = new Tabulator("#labels-table", {layout: "fitColumns", pagination: true, paginationSize: 50,
       placeholder: "no labels in this browser yet", columns: [{title: "sample", field: "key"}, {title: "run", field: "run"},
-      {title: "label", field: "label"}, {title: "who", field: "who"}, {title: "when", field: "when"}]});
+      {title: "human label", field: "label"}, {title: "judge", field: "v", formatter: (c) => verdictBadge(c.getValue())},
+      {title: "", field: "agree"}, {title: "who", field: "who"}, {title: "when", field: "when"}]});
     state.tables.labels.on("tableBuilt", renderLabels);
   }
 
