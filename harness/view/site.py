@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shutil
 from collections.abc import Sequence
 from importlib import resources
@@ -43,6 +44,19 @@ def configuration(params: dict[str, Any]) -> str:
 def decoding(s: Sampling) -> str:
     head = "greedy" if s.greedy else f"T={fmt(s.temperature)} top_p={fmt(s.top_p)} top_k={s.top_k} seed={s.seed}"
     return f"{head}, max {s.max_tokens} tok" + (f", n={s.n}" if s.n > 1 else "")
+
+
+def natural(text: str) -> tuple:
+    """Sort key reading numbers as numbers: k=5 before k=10, advbench-2 before advbench-10."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text) if part)
+
+
+def reading_order(sample) -> tuple:
+    """Samples listed as the tables read: by attack configuration, decoding, then behavior."""
+    r = sample.record
+    request = r.completion.request
+    return (natural(configuration(request.params)), natural(decoding(request.sampling)), natural(r.behavior.id),
+            r.completion.sample)
 
 
 def verdict_code(harmful: bool | None, error: str) -> int:
@@ -127,7 +141,7 @@ def build(runs: Sequence[Run], out: Path, title: str = "harness results", chunk:
             buffer = []
 
     for i, run in enumerate(runs):
-        for sample in run.samples:
+        for sample in sorted(run.samples, key=reading_order):
             r = sample.record
             key = r.key
             setup, request, number = key.split(":")
