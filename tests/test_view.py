@@ -117,7 +117,7 @@ def test_a_folder_with_no_runs_is_a_clear_error(tmp_path, capsys):
 
 
 def test_the_page_loads_nothing_from_the_network():
-    for name in ("index.html", "app.js", "style.css"):
+    for name in ("index.html", "data.js", "app.js", "style.css"):
         text = (STATIC / name).read_text()
         assert "http://" not in text and "https://" not in text and "//cdn" not in text, name
     assert (STATIC / "tabulator.LICENSE.txt").read_text().startswith("The MIT License")
