@@ -32,6 +32,7 @@ TABLE_FILES = ("*.csv", "*.md", "*.png")  # a run folder's tables and plots, cop
 class Sample:
     record: Record  # the latest line for this completion
     verdicts: dict[str, Verdict]  # judge id -> that judge's latest verdict, in the order first seen
+    key: str  # the record's key (a content hash: computed once)
 
 
 @dataclass
@@ -74,9 +75,10 @@ def read_samples(path: Path) -> list[Sample]:
             except ValidationError:
                 bad += 1
                 continue
-            seen = samples.get(record.key)
+            key = record.key
+            seen = samples.get(key)
             if seen is None:
-                samples[record.key] = Sample(record, {record.verdict.judge: record.verdict})
+                samples[key] = Sample(record, {record.verdict.judge: record.verdict}, key)
             else:
                 seen.record = record
                 seen.verdicts.pop(record.verdict.judge, None)

@@ -142,8 +142,7 @@ def build(runs: Sequence[Run], out: Path, title: str = "harness results", chunk:
 
     for i, run in enumerate(runs):
         for sample in sorted(run.samples, key=reading_order):
-            r = sample.record
-            key = r.key
+            r, key = sample.record, sample.key
             setup, request, number = key.split(":")
             decided = {v.harmful for v in sample.verdicts.values() if not v.error and v.harmful is not None}
             human = run.labels.get(key)
