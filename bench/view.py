@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import write
 
-from bench.common import write  # noqa: E402
-from harness.view.collect import load_runs  # noqa: E402
-from harness.view.site import build  # noqa: E402
-from harness.view.synthetic import run_folder  # noqa: E402
+from harness.view.collect import load_runs
+from harness.view.site import build
+from harness.view.synthetic import run_folder
 
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1400,900")

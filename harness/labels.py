@@ -127,7 +127,8 @@ def import_file(path: Path, targets: Sequence[Path]) -> dict[Path, tuple[int, in
     unknown = [i.key for i in items if i.key not in owner]
     if unknown:
         raise HarnessError(f"{path}: {len(unknown)} of {len(items)} labels name sample ids that "
-                           f"{', '.join(map(str, targets))} does not hold: {sample_ids(unknown)}")
+                           f"{', '.join(map(str, targets))} does not hold: {sample_ids(unknown)} (labels made on other runs "
+                           "of the same set-up? give the folder above all of them)")
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     done: dict[Path, tuple[int, int]] = {}
     for folder in folders:

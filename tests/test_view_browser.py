@@ -15,11 +15,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import labels
+from harness import labels, report
 from harness.records import RecordStore
 from harness.stats import wilson
 from harness.view.collect import load_runs
 from harness.view.site import build
+from harness.view.synthetic import records as synthetic_records
 from harness.view.synthetic import run_folder
 from tests.conftest import serving
 
@@ -101,7 +102,7 @@ def records(root: Path, run: str):
 
 
 def test_every_tab_loads_without_console_errors_from_disk_and_over_http(site, browser):
-    root, folder = site
+    _root, folder = site
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     with serving(server):
@@ -189,3 +190,22 @@ def test_a_label_made_in_the_page_round_trips_through_import(site, browser):
     choose(browser, "f-hl", opposite.replace("_", " "))
     assert count(browser) == 1
     assert errors(browser) == []
+
+
+def test_untrusted_text_is_shown_as_text_never_run(tmp_path, browser):
+    attack = '<img src=x onerror="window.pwned=1"><b id="injected">x</b>'
+    made = []
+    for r in synthetic_records(8, model=attack, second_judge=0):
+        behavior = r.behavior.model_copy(update={"prompt": attack, "category": attack})
+        completion = r.completion.model_copy(update={"text": attack})
+        made.append(r.model_copy(update={"behavior": behavior, "completion": completion}))
+    RecordStore(tmp_path / "run" / "records.jsonl").append(made)
+    report.write(made, tmp_path / "run")
+    build(load_runs([tmp_path / "run"]), tmp_path / "site")
+    open_page(browser, (tmp_path / "site" / "index.html").as_uri() + "#samples")
+    wait(lambda: browser.find_elements("css selector", "#samples-table .tabulator-row"))
+    browser.find_elements("css selector", "#samples-table .tabulator-row")[0].click()
+    wait(lambda: attack in browser.find_element("id", "transcript").text)
+    browser.find_element("css selector", "nav button[data-tab=overview]").click()
+    assert attack in browser.find_element("id", "overview-table").text
+    assert browser.execute_script("return [window.pwned, document.querySelectorAll('#injected').length]") == [None, 0]

@@ -68,7 +68,9 @@
     renderLabels();
   }
 
-  const snippet = (c) => { const v = c.getValue(); return v === undefined ? el("span", {class: "hint"}, "…") : v; };
+  // Cell text always goes in as text (a node), never as HTML: prompts and completions are untrusted.
+  const plain = (c) => el("span", {}, c.getValue() ?? "");
+  const text = (c) => { const v = c.getValue(); return v === undefined ? el("span", {class: "hint"}, "…") : el("span", {title: String(v ?? "")}, v ?? ""); };
   function completionCell(c) {
     const d = c.getRow().getData();
     if (d.completion === undefined) return el("span", {class: "hint"}, "…");
@@ -78,15 +80,15 @@
     const m = state.meta, x = state.index, varies = (name) => m.lookups[name].length > 1;
     return [
       {title: "#", field: "i", width: 56},
-      {title: "run", field: "run", tooltip: true, visible: m.runs.length > 1, minWidth: 80},
-      {title: "behavior", field: "beh", tooltip: true, width: 86},
+      {title: "run", field: "run", formatter: text, visible: m.runs.length > 1, minWidth: 80},
+      {title: "behavior", field: "beh", formatter: text, width: 86},
       {title: "verdict", field: "v", formatter: (c) => verdictBadge(c.getValue()), width: 104},
       {title: "human", field: "hl", formatter: (c) => humanBadge(c.getValue()), width: 104},
       {title: "score", field: "score", width: 60, visible: x.score.some((v) => v !== null)},
-      {title: "attack params", field: "cfg", tooltip: true, width: 100},
-      {title: "category", field: "cat", tooltip: true, visible: varies("cat"), width: 96},
-      {title: "decoding", field: "dec", tooltip: true, visible: varies("dec"), width: 110},
-      {title: "prompt", field: "prompt", formatter: snippet, tooltip: true, minWidth: 110, widthGrow: 2},
+      {title: "attack params", field: "cfg", formatter: text, width: 100},
+      {title: "category", field: "cat", formatter: text, visible: varies("cat"), width: 96},
+      {title: "decoding", field: "dec", formatter: text, visible: varies("dec"), width: 110},
+      {title: "prompt", field: "prompt", formatter: text, minWidth: 110, widthGrow: 2},
       {title: "prefill + completion", field: "completion", formatter: completionCell, minWidth: 140, widthGrow: 3},
     ];
   }
@@ -129,13 +131,13 @@
   function overview() {
     const m = state.meta;
     const cols = [
-      {title: "run", field: "_run", formatter: (c) => m.runs[c.getValue()].label, widthGrow: 2, tooltip: (e, c) => m.runs[c.getValue()].path},
+      {title: "run", field: "_run", formatter: (c) => el("span", {title: m.runs[c.getValue()].path}, m.runs[c.getValue()].label), widthGrow: 2},
       {title: "model", field: "model"}, {title: "defense", field: "defense"}, {title: "attack", field: "attack"},
       {title: "benchmark", field: "benchmark"},
-      ...m.params.map((p) => ({title: p, field: p, formatter: (c) => c.getValue() ?? ""})),
+      ...m.params.map((p) => ({title: p, field: p, formatter: plain})),
       {title: "n", field: "n", width: 60}, {title: "n judged", field: "n_harmful", width: 80},
       {title: "ASR % [95 % CI]", field: "asr", formatter: asrCell, width: 180, cssClass: "asr-cell"},
-      {title: "refusal %", field: "refusal", formatter: (c) => c.getValue() === null || c.getValue() === undefined ? "" : c.getValue().toFixed(1), width: 90},
+      {title: "refusal %", field: "refusal", formatter: (c) => typeof c.getValue() === "number" ? c.getValue().toFixed(1) : "", width: 90},
       {title: "errors", field: "errors", width: 70},
     ];
     state.tables.overview = new Tabulator("#overview-table", {data: m.overview, layout: "fitColumns", columns: cols,
