@@ -232,7 +232,7 @@
     document.querySelectorAll("#filters select").forEach((s) => s.addEventListener("change", applyFilters));
     $("f-text").addEventListener("change", search);
     $("f-reset").addEventListener("click", () => { document.querySelectorAll("#filters select").forEach((s) => { s.value = ""; });
-      $("f-text").value = ""; state.searchHits = null; applyFilters(); });
+      $("f-text").value = ""; state.searchHits = null; state.searchToken = (state.searchToken || 0) + 1; applyFilters(); });
     document.querySelectorAll("nav button").forEach((b) => b.addEventListener("click", () => show(b.dataset.tab)));
     $("d-go").addEventListener("click", diff);
     $("export").addEventListener("click", download);

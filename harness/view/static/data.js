@@ -112,12 +112,13 @@ const VIEW = (() => {
     if (state.tables.samples) state.tables.samples.setData();
   }
   async function search() {
-    const words = $("f-text").value.trim().toLowerCase();
+    const words = $("f-text").value.trim().toLowerCase(), token = (state.searchToken = (state.searchToken || 0) + 1);
     if (!words) { state.searchHits = null; applyFilters(); return; }
     const hits = new Set(), parts = state.meta.chunks, size = state.meta.chunk;
     for (let p = 0; p < parts; p++) {
       $("count").textContent = `searching ${p + 1} / ${parts} chunks`;
       const items = await chunk(p);
+      if (token !== state.searchToken) return;  // a newer search took over
       items.forEach((s, j) => {
         const text = [s.behavior.prompt, s.system, s.prefill, s.completion, ...s.messages.map((m) => m.content),
                       ...s.verdicts.map((v) => v.rationale || "")].join("\n").toLowerCase();
@@ -127,7 +128,6 @@ const VIEW = (() => {
     state.searchHits = hits;
     applyFilters();
   }
-
 
   const lookup = (name, i) => state.meta.lookups[name][state.index[name][i]];
   function positions() {  // record key -> index position, built once when labels are listed
