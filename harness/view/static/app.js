@@ -21,6 +21,7 @@
     return node;
   }
 
+  const stamp = (iso) => (iso || "").replace("T", " ").slice(0, 16) + (iso ? " UTC" : "");
   function block(kind, title, text, extra) {
     return el("div", {class: `turn ${kind}`}, el("div", {class: "who"}, title, extra || ""), el("pre", {}, text));
   }
@@ -58,7 +59,8 @@
     parts.push(buttons);
     if (s.human && s.human.length) {
       parts.push(el("div", {class: "history"}, "stored labels: ", ...s.human.map((l) =>
-        el("div", {}, `${l.when || l.imported} ${l.who || "?"}: ${l.label}${l.previous ? ` (was ${l.previous})` : ""}`))));
+        el("div", {}, `${stamp(l.when || l.imported)} · ${l.who || "?"}: ${l.label.replace("_", " ")}` +
+                    (l.previous ? ` (was ${l.previous.replace("_", " ")})` : "")))));
     }
     box.replaceChildren(...parts.filter(Boolean));
   }
@@ -80,7 +82,7 @@
     const m = state.meta, x = state.index, varies = (name) => m.lookups[name].length > 1;
     return [
       {title: "#", field: "i", width: 56},
-      {title: "run", field: "run", formatter: text, visible: m.runs.length > 1, minWidth: 80},
+      {title: "run", field: "run", formatter: text, visible: m.runs.length > 1, minWidth: 120},
       {title: "behavior", field: "beh", formatter: text, width: 86},
       {title: "verdict", field: "v", formatter: (c) => verdictBadge(c.getValue()), width: 104},
       {title: "human", field: "hl", formatter: (c) => humanBadge(c.getValue()), width: 104},
@@ -135,10 +137,10 @@
       {title: "model", field: "model"}, {title: "defense", field: "defense"}, {title: "attack", field: "attack"},
       {title: "benchmark", field: "benchmark"},
       ...m.params.map((p) => ({title: p, field: p, formatter: plain})),
-      {title: "n", field: "n", width: 60}, {title: "n judged", field: "n_harmful", width: 80},
+      {title: "n", field: "n", width: 60}, {title: "n judged", field: "n_harmful", width: 95},
       {title: "ASR % [95 % CI]", field: "asr", formatter: asrCell, width: 180, cssClass: "asr-cell"},
-      {title: "refusal %", field: "refusal", formatter: (c) => typeof c.getValue() === "number" ? c.getValue().toFixed(1) : "", width: 90},
-      {title: "errors", field: "errors", width: 70},
+      {title: "refusal %", field: "refusal", formatter: (c) => typeof c.getValue() === "number" ? c.getValue().toFixed(1) : "", width: 100},
+      {title: "errors", field: "errors", width: 80},
     ];
     state.tables.overview = new Tabulator("#overview-table", {data: m.overview, layout: "fitColumns", columns: cols,
       groupBy: m.runs.length > 1 ? (d) => `${d.model} · ${d.defense} · ${d.benchmark}` : false, placeholder: "no tables"});
