@@ -76,7 +76,7 @@
   function completionCell(c) {
     const d = c.getRow().getData();
     if (d.completion === undefined) return el("span", {class: "hint"}, "…");
-    return el("span", {}, d.prefill ? el("mark", {class: "prefill"}, d.prefill) : "", d.prefill ? " " : "", d.completion);
+    return el("span", {}, d.prefill ? el("mark", {class: "prefill"}, d.prefill) : "", d.completion);
   }
   function sampleColumns() {
     const m = state.meta, x = state.index, varies = (name) => m.lookups[name].length > 1;
