@@ -44,7 +44,7 @@ from harness.cli import exits_cleanly
 from harness.data_files import read_table
 from harness.errors import DataError, HarnessError, choices
 from harness.judge import Judge
-from harness.types import Behavior, Completion, Message, Request
+from harness.types import Behavior, Completion, Message, Request, Verdict
 
 log = logging.getLogger(__name__)
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -131,15 +131,18 @@ def other_judges(frame: pd.DataFrame, columns: dict[str, str]) -> list[str]:
     return out
 
 
-def predictions(judge: Judge, frame: pd.DataFrame, columns: dict[str, str]) -> list[float]:
+def predictions(verdicts: Sequence[Verdict]) -> list[float]:
     """The judge's label per row: 1 harmful, 0 not, NaN for a judge error."""
-    verdicts = judge.judge(items(frame, columns))
     return [float("nan") if v.error or v.harmful is None else float(v.harmful) for v in verdicts]
 
 
 def evaluate(judge: Judge, frame: pd.DataFrame, columns: dict[str, str], name: str,
-             predicted: Sequence[float] | None = None) -> pd.DataFrame:
-    predicted = predictions(judge, frame, columns) if predicted is None else predicted
+             pairs: Sequence[tuple[Behavior, Completion]] | None = None,
+             verdicts: Sequence[Verdict] | None = None) -> pd.DataFrame:
+    """Agreement of `judge` (its `verdicts` when already computed) with the labels, beside the file's other judges."""
+    if verdicts is None:
+        verdicts = judge.judge(list(pairs) if pairs is not None else items(frame, columns))
+    predicted = predictions(verdicts)
     truth = frame[columns["label"]].to_numpy()
     rows = [{"judge": f"{name} (this run)", **agreement(truth, predicted)}]
     rows += [{"judge": c, **agreement(truth, pd.to_numeric(frame[c].replace("", np.nan), errors="coerce").to_numpy())}
@@ -167,20 +170,29 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
         raise HarnessError(f"{choices(bad)}: extra arguments must be Hydra overrides key=value, e.g. judge.model=gpt-4o")
     columns = {"goal": args.goal_column, "prompt": args.prompt_column, "response": args.response_column,
                "label": args.label_column, "context": args.context_column}
-    labels = args.labels or default_labels()
-    frame = read_labels(labels, columns)
+    pairs, labels = None, None
+    if args.run:  # the human labels stored beside runs (python -m harness.labels import) are the truth
+        from harness.labels import ground_truth
+
+        frame, pairs = ground_truth(args.run)
+        columns = {"goal": "goal", "response": "response", "label": "human"}
+        source = where = "the human labels of " + ", ".join(map(str, args.run))
+    else:
+        labels = args.labels or default_labels()
+        frame = read_labels(labels, columns)
+        source, where = labels.name, str(labels)
     judge = load_judge(args.judge, args.overrides)
-    predicted = predictions(judge, frame, columns)
-    table = evaluate(judge, frame, columns, args.judge, predicted)
+    verdicts = judge.judge(list(pairs) if pairs is not None else items(frame, columns))
+    table = evaluate(judge, frame, columns, args.judge, verdicts=verdicts)
     summary: dict[str, Any] = {"judge": args.judge, "judge_id": judge.id, "describe": judge.describe(),
-                               "labels": str(labels), "label_column": columns["label"], "rows": len(frame),
+                               "labels": where, "label_column": columns["label"], "rows": len(frame),
                                "positives": int(frame[columns["label"]].sum()),
                                "table": json.loads(table.to_json(orient="records"))}
     if hasattr(judge, "usage"):
         summary["usage"] = judge.usage()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.judge}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    text = (f"Agreement with `{columns['label']}` on {labels.name} ({len(frame)} rows, "
+    text = (f"Agreement with `{columns['label']}` on {source} ({len(frame)} rows, "
             f"{summary['positives']} labelled harmful); judge `{judge.id}`.\n\n{markdown(table)}\n")
     (args.out / f"{args.judge}.md").write_text(text)
     errors = int(table.iloc[0]["errors"])
@@ -191,8 +203,12 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     print(f"written to {args.out}/{args.judge}.json and .md")
     if args.write_calibration:
         data_dir = Path(os.environ.get("HARNESS_DATA_DIR") or default_labels().parents[1]).resolve()
-        named = f"<data_dir>/{labels.resolve().relative_to(data_dir)}" if labels.resolve().is_relative_to(data_dir) else str(labels)
-        measured = calibration.measure(judge.id, frame[columns["label"]].to_numpy(), predicted, named, columns["label"])
+        if labels is None:
+            named = where
+        else:
+            named = f"<data_dir>/{labels.resolve().relative_to(data_dir)}" if labels.resolve().is_relative_to(data_dir) else str(labels)
+        measured = calibration.measure(judge.id, frame[columns["label"]].to_numpy(), predictions(verdicts), named,
+                                       columns["label"])
         path = calibration.save(measured, args.calibration_dir)
         print(f"calibration written to {path}: {measured.too_weak() or measured.note()}")
     return table
@@ -206,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--judge", default="keyword", help="a config name in conf/judge (keyword, keyword_gcg, rubric, ...)")
     parser.add_argument("--labels", type=Path, default=None,
                         help=f"labelled CSV/JSONL (default: <data_dir>/{DEFAULT_LABELS}, data_dir from HARNESS_DATA_DIR)")
+    parser.add_argument("--run", type=Path, nargs="+", default=None,
+                        help="score against the human labels stored beside these run folders (instead of --labels)")
     parser.add_argument("--out", type=Path, default=Path("results/judge_eval"))
     parser.add_argument("--goal-column", default="goal")
     parser.add_argument("--prompt-column", default="prompt")

@@ -1,0 +1,199 @@
+"""Human verdicts: labels a reviewer made in the results browser, stored beside the run.
+
+    python -m harness.labels import labels.json results/runs/smollm2/advbench/prefill/none
+    python -m harness.labels import labels.json results/sweeps/default      # every run folder below
+
+The browser (`python -m harness.view`) exports a JSON file of the labels made in it; `import`
+appends them to `<run>/labels.jsonl`, one line per change: the sample's record key, the digest
+of its completion, the label (harmful / not_harmful / unclear), who made it and when, the label
+it replaces, and when and from which file it was imported. Nothing is overwritten: the latest
+line per key is the sample's label, the earlier ones its history. Importing the same file again
+adds nothing. The whole file is checked before anything is written: labels for samples of
+another run, or for sample ids the run does not hold, are refused with the ids named.
+
+`judge=human_over` (harness/judges/human_over.py) counts these labels in the tables, and
+`python -m harness.judge_eval --run <run>` scores a judge against them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from harness.cli import exits_cleanly
+from harness.errors import HarnessError, choices
+from harness.records import RecordStore
+from harness.types import Behavior, Completion
+
+FILE = "labels.jsonl"
+FORMAT = "harness-labels/1"
+VALUES = ("harmful", "not_harmful", "unclear")
+
+
+class Label(BaseModel):
+    """One line of labels.jsonl."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    key: str  # the record's key: <run setup>:<request>:<sample>
+    completion: str = ""  # digest of the labelled completion (what `judge=human_over` matches)
+    label: Literal["harmful", "not_harmful", "unclear"]
+    who: str = ""
+    when: str = ""  # when the reviewer labelled it (ISO 8601)
+    previous: str | None = None  # the label this one replaces
+    imported: str = ""
+    source: str = ""  # the exported file it came from
+
+
+class Exported(BaseModel):
+    """One label in a file exported by the browser."""
+
+    model_config = ConfigDict(extra="ignore")
+    key: str
+    label: str
+    who: str = ""
+    when: str = ""
+    run: str = ""  # the run folder as the browser showed it (for messages)
+
+
+def read(folder: Path) -> dict[str, list[Label]]:
+    """Every label line of a run folder, grouped by record key, oldest first."""
+    path = folder / FILE
+    history: dict[str, list[Label]] = {}
+    if not path.is_file():
+        return history
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                label = Label.model_validate_json(line)
+            except ValidationError as exc:
+                raise HarnessError(f"{path}:{number}: not a label line ({exc.errors()[0]['msg']})") from None
+            history.setdefault(label.key, []).append(label)
+    return history
+
+
+def parse_export(path: Path) -> list[Exported]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise HarnessError(f"{path}: no such labels file (export one from the browser: Labels > Export)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("labels"), list):
+        raise HarnessError(f"{path}: not a labels file exported by the browser (expected \"format\": {FORMAT!r})")
+    try:
+        items = [Exported.model_validate(item) for item in data["labels"]]
+    except ValidationError as exc:
+        raise HarnessError(f"{path}: a label lacks {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+    bad = sorted({i.label for i in items if i.label not in VALUES})
+    if bad:
+        raise HarnessError(f"{path}: unknown label value(s) {choices(bad)}; valid: {choices(VALUES)}")
+    return items
+
+
+def sample_ids(items: Sequence[str], limit: int = 3) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def import_file(path: Path, targets: Sequence[Path]) -> dict[Path, tuple[int, int]]:
+    """Append the file's labels to the run folders holding their samples.
+
+    Returns {folder: (labels appended, labels unchanged)}. Raises before writing anything when a
+    label belongs to another run or names a sample id the runs do not hold."""
+    from harness.view.collect import run_folders
+
+    items = parse_export(path)
+    folders = run_folders(targets)
+    stores = {folder: RecordStore(folder / "records.jsonl").load() for folder in folders}
+    owner: dict[str, list[Path]] = {}
+    for folder, records in stores.items():
+        for key in records:
+            owner.setdefault(key, []).append(folder)
+    setups = {key.split(":")[0] for records in stores.values() for key in records}
+    foreign = [i for i in items if i.key.split(":")[0] not in setups]
+    if foreign:
+        shown = sorted({i.run or i.key.split(":")[0] for i in foreign})
+        raise HarnessError(f"{path}: {len(foreign)} of {len(items)} labels are for another run ({sample_ids(shown)}), "
+                           f"not for {', '.join(map(str, targets))}; give the run folder they were made on "
+                           "(or a folder above all of them)")
+    unknown = [i.key for i in items if i.key not in owner]
+    if unknown:
+        raise HarnessError(f"{path}: {len(unknown)} of {len(items)} labels name sample ids that "
+                           f"{', '.join(map(str, targets))} does not hold: {sample_ids(unknown)} (labels made on other runs "
+                           "of the same set-up? give the folder above all of them)")
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    done: dict[Path, tuple[int, int]] = {}
+    for folder in folders:
+        mine = [i for i in items if folder in owner[i.key]]
+        if not mine:
+            continue
+        current = {key: changes[-1] for key, changes in read(folder).items()}
+        lines = []
+        for item in mine:
+            last = current.get(item.key)
+            if last is not None and (last.label, last.who, last.when) == (item.label, item.who, item.when):
+                continue  # imported before
+            label = Label(key=item.key, completion=stores[folder][item.key].completion.digest(), label=item.label,
+                          who=item.who, when=item.when, previous=last.label if last else None, imported=now,
+                          source=path.name)
+            current[item.key] = label
+            lines.append(label.model_dump_json() + "\n")
+        if lines:
+            with open(folder / FILE, "a", encoding="utf-8") as f:
+                f.write("".join(lines))
+        done[folder] = (len(lines), len(mine) - len(lines))
+    return done
+
+
+def ground_truth(targets: Sequence[Path]) -> tuple[pd.DataFrame, list[tuple[Behavior, Completion]]]:
+    """The human-labelled samples of the runs as judge_eval's table: one row per sample labelled harmful (1) or
+    not_harmful (0) (unclear ones left out), with a 0/1 column per judge whose verdict the records hold,
+    and the (behavior, completion) pairs to judge again."""
+    from harness.view.collect import read_samples, run_folders
+
+    rows, pairs = [], []
+    folders = run_folders(targets)
+    for folder in folders:
+        labels = {key: changes[-1] for key, changes in read(folder).items()}
+        if not labels:
+            continue
+        for sample in read_samples(folder / "records.jsonl"):
+            label = labels.get(sample.record.key)
+            if label is None or label.label == "unclear":
+                continue
+            r = sample.record
+            judged = {f"recorded {j}": float("nan") if v.error or v.harmful is None else float(v.harmful)
+                      for j, v in sample.verdicts.items()}
+            rows.append({"key": r.key, "goal": r.behavior.prompt, "response": r.completion.text,
+                         "human": int(label.label == "harmful"), **judged})
+            pairs.append((r.behavior, r.completion))
+    if not rows:
+        raise HarnessError(f"{', '.join(map(str, targets))}: no human labels (harmful / not_harmful) in "
+                           f"{len(folders)} run folder(s); make them in `python -m harness.view` and "
+                           "store them with `python -m harness.labels import`")
+    return pd.DataFrame(rows).set_index("key"), pairs
+
+
+@exits_cleanly
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.labels", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    imp = commands.add_parser("import", help="store a labels file exported by the browser beside its run(s)")
+    imp.add_argument("file", type=Path, help="the JSON file exported from the browser")
+    imp.add_argument("runs", nargs="+", type=Path, help="the run folder(s), or a folder above them")
+    args = parser.parse_args(argv)
+    for folder, (added, same) in import_file(args.file, args.runs).items():
+        print(f"{folder / FILE}: {added} labels added" + (f", {same} already there" if same else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
