@@ -20,14 +20,19 @@ log = logging.getLogger("harness")
 def main(cfg: DictConfig) -> float:
     from harness import report
     from harness.cli import instantiate
+    from harness.cluster import log_scheduler
+    from harness.distributed import is_main
     from harness.run import run
 
+    log_scheduler()
     if cfg.get("driver") is not None:  # an experiment that composes several runs
         table = instantiate(cfg.driver)()
         print(report.markdown(table))
         return float("nan")
     exp = build_experiment(cfg)
     outcome = run(exp)
+    if not is_main():  # another process of `accelerate launch`: it helped train; the main process reports
+        return float("nan")
     print(report.markdown(outcome.table))
     log.info(
         "%d completions (%d generated, %d reused, %d re-judged) in %.0f s -> %s",

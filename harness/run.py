@@ -20,6 +20,7 @@ from harness import report
 from harness.attack import Attack
 from harness.benchmark import Benchmark
 from harness.defense import Defense
+from harness.distributed import is_main
 from harness.engine import Engine
 from harness.judge import Judge
 from harness.judge_usage import record_usage
@@ -57,6 +58,8 @@ def run(exp: Experiment) -> Outcome:
     behaviors = exp.benchmark.load()
     log.info("benchmark %s: %d behaviors", exp.benchmark.name, len(behaviors))
     model = exp.attack.tamper(exp.defense.harden(exp.model), exp.defense)
+    if not is_main():  # under `accelerate launch` every process trained; the main one alone evaluates
+        return Outcome(table=pd.DataFrame(), records=[], generated=0, reused=0, rejudged=0, seconds=time.perf_counter() - start)
     requests = exp.attack.requests(behaviors, model, exp.sampling)
     engine = exp.defense.wrap(exp.engine(model))
     setup = content_hash({"model": model.id, "defense": exp.defense.describe(), "engine": engine.describe()})
