@@ -22,8 +22,10 @@ def main(cfg: DictConfig) -> float:
     from harness.cli import instantiate
     from harness.cluster import log_scheduler
     from harness.distributed import is_main
+    from harness.progress import quiet_library_bars
     from harness.run import run
 
+    quiet_library_bars()
     log_scheduler()
     if cfg.get("driver") is not None:  # an experiment that composes several runs
         table = instantiate(cfg.driver)()

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
-from tqdm.auto import tqdm
 
 from harness.distributed import Replicas, build_once, is_main, objective_module
 from harness.errors import HarnessError
 from harness.model import LocalModel, Model
+from harness.progress import progress
 from harness.types import Frozen, Message, content_hash
 
 if TYPE_CHECKING:
@@ -318,7 +318,7 @@ def fit(hf: Any, model: Model, data_fn: DataFn, first: list[Example], settings: 
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
 
     history, step, tokens, start = [], 0, 0, time.perf_counter()
-    bar = tqdm(total=total, desc=f"train [{model.name}]", unit="step", disable=not is_main())
+    bar = progress(total=total, desc=f"training [{model.name}]", unit="step", disable=not is_main())
     for epoch in range(settings.epochs):
         examples = list(first if epoch == 0 else data_fn(epoch))
         if settings.group_by_length:

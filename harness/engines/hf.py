@@ -21,10 +21,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tqdm.auto import tqdm
-
 from harness.engine import Engine
 from harness.model import Model
+from harness.progress import progress
 from harness.types import Completion, Request, content_hash
 
 if TYPE_CHECKING:
@@ -62,10 +61,11 @@ def rows_of(request: Request, prompt: list[int]) -> list[Row]:
 class HFEngine(Engine):
     name = "hf"
 
-    def __init__(self, model: Model, batch_size: int = 32, progress: bool = True) -> None:
+    def __init__(self, model: Model, batch_size: int = 32, progress: bool = True, stage: str = "generating") -> None:
         super().__init__(model)
         self.batch_size = batch_size
         self.progress = progress
+        self.stage = stage  # the progress line's name: generating | sampling answers | judging
 
     def batches(self, requests: Sequence[Request]) -> Iterator[list[Row]]:
         rows = [row for r in requests for row in rows_of(r, self.model.prompt_ids(r.messages, r.prefill))]
@@ -81,7 +81,8 @@ class HFEngine(Engine):
 
     def stream(self, requests: Sequence[Request]) -> Iterator[list[Completion]]:
         total = sum(r.sampling.n for r in requests)
-        with tqdm(total=total, desc=f"generate [{self.model.name}]", unit="seq", disable=not self.progress) as bar:
+        _ = self.model.hf  # load the weights (a trained card builds them here, with its own progress) before counting
+        with progress(total=total, desc=f"{self.stage} [{self.model.name}]", unit="seq", disable=not self.progress) as bar:
             for batch in self.batches(requests):
                 out = self.generate_batch(batch)
                 bar.update(len(out))

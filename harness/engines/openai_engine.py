@@ -36,13 +36,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tqdm.auto import tqdm
-
 from harness.engine import Engine
 from harness.errors import HarnessError, choices
 from harness.judges.rubric import public_url
 from harness.model import Model
 from harness.openai_client import openai_client
+from harness.progress import progress
 from harness.types import Completion, Request
 
 log = logging.getLogger(__name__)
@@ -294,7 +293,7 @@ class OpenAIEngine(Engine):
         total = sum(r.sampling.n for r in requests)
         pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests)))
         try:
-            with tqdm(total=total, desc=f"generate [{self.served_model} @ {self.where()}]", unit="seq",
+            with progress(total=total, desc=f"generating [{self.served_model} @ {self.where()}]", unit="seq",
                       disable=not self.progress) as bar:
                 pending: set[Future] = {pool.submit(self.one, r) for r in requests}
                 while pending and fatal is None:
