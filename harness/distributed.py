@@ -80,8 +80,11 @@ class Replicas:
         self.acc = accelerator() if self.size > 1 else None
         self.device = self.acc.device if self.acc else device
 
-    def prepare(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[Any, Any]:
+    def prepare(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer, batch_size: int = 1) -> tuple[Any, Any]:
         """DDP / FSDP / DeepSpeed wrapping, as the `accelerate launch` config says."""
+        deepspeed = getattr(self.acc.state, "deepspeed_plugin", None) if self.acc else None
+        if deepspeed is not None:  # DeepSpeed wants its micro-batch up front (there is no dataloader to read it from)
+            deepspeed.deepspeed_config["train_micro_batch_size_per_gpu"] = -(-batch_size // self.size)
         self.module, optimizer = self.acc.prepare(module, optimizer) if self.acc else (module, optimizer)
         return self.module, optimizer
 

@@ -310,7 +310,7 @@ def fit(hf: Any, model: Model, data_fn: DataFn, first: list[Example], settings: 
     encode = Encoder(model, settings.max_length)
     params = [p for p in hf.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    module, optimizer = replicas.prepare(objective_module(hf, objective), optimizer)
+    module, optimizer = replicas.prepare(objective_module(hf, objective), optimizer, settings.batch_size)
     per_epoch = math.ceil(len(first) / (settings.batch_size * settings.grad_accum))
     total = min(settings.max_steps or per_epoch * settings.epochs, per_epoch * settings.epochs)
     scheduler = get_linear_schedule_with_warmup(optimizer, min(settings.warmup_steps, total), total)
