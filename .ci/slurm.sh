@@ -50,6 +50,7 @@ CONF
 
 start() {
   install || return 1
+  [ -f "$SLURM_DIR/slurmctld.pid" ] && stop >/dev/null  # daemons left by an interrupted run
   write_conf
   if ! pgrep -x munged >/dev/null; then
     mkdir -p /run/munge && chown munge:munge /run/munge
@@ -71,6 +72,7 @@ stop() {
   local pidfile
   for pidfile in "$SLURM_DIR/slurmd.pid" "$SLURM_DIR/slurmctld.pid"; do
     [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null
+    rm -f "$pidfile"
   done
   if [ -f "$SLURM_DIR/started-munged" ]; then
     kill "$(cat /run/munge/munged.pid)" 2>/dev/null
