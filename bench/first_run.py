@@ -80,36 +80,53 @@ class Load:
         return {"load_mean": sum(self.samples) / len(self.samples), "load_max": max(self.samples)}
 
 
-def run(label: str, cache: Path, out_dir: Path) -> dict:
+def run(label: str, cache: Path, out_dir: Path, timeout: float | None) -> dict:
+    """One run of the default command; past `timeout` seconds it is stopped and the stages it finished are reported."""
     env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"} | {"HARNESS_CACHE_DIR": str(cache)}
     cmd = [sys.executable, "-m", "harness", f"data_dir={DATA}", f"out_dir={out_dir}"]
-    with Load() as load:
+    with Load() as load, tempfile.TemporaryFile("w+") as errors:
         start = time.perf_counter()
-        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+        child = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=errors, text=True)
+        try:
+            child.wait(timeout=timeout)
+            finished = True
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            finished = False
         seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"first_run: the {label} run failed:\n{done.stderr[-3000:]}")
-    stages = stage_seconds((out_dir / "harness.log").read_text())
-    print(f"{label}: {seconds / 60:.1f} min (load {load.summary()['load_mean']:.1f}) {stages}", flush=True)
-    return {"run": label, "minutes": seconds / 60, "seconds": seconds, **{f"{k} s": v for k, v in stages.items()},
+        errors.seek(0)
+        if finished and child.returncode != 0:
+            sys.exit(f"first_run: the {label} run failed:\n{errors.read()[-3000:]}")
+    log_file = out_dir / "harness.log"
+    stages = stage_seconds(log_file.read_text()) if log_file.exists() else {}
+    print(f"{label}: {seconds / 60:.1f} min{'' if finished else ' (stopped, unfinished)'} "
+          f"(load {load.summary()['load_mean']:.1f}) {stages}", flush=True)
+    return {"run": label, "finished": finished, "minutes": seconds / 60, **{f"{k} s": v for k, v in stages.items()},
             **load.summary(), "cpus": os.cpu_count()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--warm-only", action="store_true", help="skip the fresh run; use the current model cache")
+    parser.add_argument("--timeout", type=float, default=None, help="stop a run after this many minutes (report its stages)")
     args = parser.parse_args()
-    rows = []
+    rows, timeout = [], args.timeout * 60 if args.timeout else None
     with tempfile.TemporaryDirectory(prefix="first-run-") as tmp:
         if args.warm_only:
             cache = Path(os.environ.get("HARNESS_CACHE_DIR", Path.home() / ".cache" / "harness"))
         else:
             cache = Path(tmp) / "cache"
-            rows.append(run("fresh (empty cache)", cache, Path(tmp) / "fresh"))
-        rows.append(run("warm (model cached, new run folder)", cache, Path(tmp) / "warm"))
+            rows.append(run("fresh (empty cache)", cache, Path(tmp) / "fresh", timeout))
+        if rows and not rows[-1]["finished"]:
+            print("first_run: the fresh run did not finish: no warm run", flush=True)
+        else:
+            rows.append(run("warm (model cached, new run folder)", cache, Path(tmp) / "warm", timeout))
     fresh = next((r for r in rows if r["run"].startswith("fresh")), None)
-    summary = {"fresh_min": fresh["minutes"] if fresh else None, "warm_min": rows[-1]["minutes"],
-               "fresh_under_10_min": fresh["minutes"] <= 10 if fresh else None,
+    warm = next((r for r in rows if r["run"].startswith("warm")), None)
+    summary = {"fresh_min": fresh["minutes"] if fresh else None, "fresh_finished": fresh["finished"] if fresh else None,
+               "warm_min": warm["minutes"] if warm else None,
+               "fresh_under_10_min": fresh["minutes"] <= 10 if fresh and fresh["finished"] else None,
                "load_note": "load averages above the core count mean other work shared the CPU: times are upper bounds"}
     notes = ("The README's first command (`python -m harness data_dir=...`), fresh (empty HARNESS_CACHE_DIR) and warm. "
              f"Load average sampled every 5 s during each run on a {os.cpu_count()}-core machine.")
