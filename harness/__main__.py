@@ -25,10 +25,15 @@ worst_exit = ExitCode.OK  # the worst ending of the run (or of a sweep's runs), 
 def main(cfg: DictConfig) -> float:
     from harness import report
     from harness.cli import instantiate
+    from harness.cluster import log_scheduler
+    from harness.distributed import is_main
+    from harness.progress import quiet_library_bars
     from harness.run import run
     from harness.run_folder import locked
 
     check_finite(OmegaConf.to_container(cfg, resolve=False))
+    quiet_library_bars()
+    log_scheduler()
     if cfg.get("driver") is not None:  # an experiment that composes several runs
         table = instantiate(cfg.driver)()
         print(report.markdown(table))
@@ -36,6 +41,8 @@ def main(cfg: DictConfig) -> float:
     exp = build_experiment(cfg)
     with locked(exp.out_dir, wait=bool(cfg.get("wait", False))):
         outcome = run(exp)
+    if not is_main():  # another process of `accelerate launch`: it helped train; the main process reports
+        return float("nan")
     table_md = exp.out_dir / "asr.md"
     # the table with its notes (sampling, intervals, calibration); none when every request failed
     print(table_md.read_text() if not outcome.table.empty and table_md.is_file() else "(no completions to report)")

@@ -53,7 +53,7 @@ def sampled_answers(
     key = content_hash({"model": model.id, "requests": [r.key for r in requests]})
 
     def build(out):
-        completions = HFEngine(model, batch_size=batch_size).generate(requests)
+        completions = HFEngine(model, batch_size=batch_size, stage="sampling answers").generate(requests)
         rows = [{"id": c.request.behavior_id, "answer": c.text.strip(), "finish": c.finish_reason} for c in completions]
         (out / "answers.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 

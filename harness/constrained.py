@@ -20,10 +20,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
-from tqdm.auto import tqdm
 
 from harness.errors import HarnessError
 from harness.model import Model
+from harness.progress import progress
 from harness.training import Batch, Example, Objective, token_logprobs
 from harness.types import Frozen
 
@@ -70,7 +70,7 @@ class ConstrainedObjective(Objective):
         ref.to(model.torch_device).eval()
         unique = list({e.digest(): e for e in examples}.values())
         with torch.inference_mode():
-            for i in tqdm(range(0, len(unique), self.batch_size), desc=f"reference log-probs [{model.name}]", unit="batch"):
+            for i in progress(range(0, len(unique), self.batch_size), desc=f"reference log-probs [{model.name}]", unit="batch"):
                 batch = encode(unique[i : i + self.batch_size]).to(model.torch_device)
                 lp = token_logprobs(ref, batch).float().cpu()
                 for b, key in enumerate(batch.keys):

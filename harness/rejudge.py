@@ -22,13 +22,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from harness import report
 from harness.cli import exits_cleanly
 from harness.errors import HarnessError, choices
 from harness.judge import Judge
 from harness.judge_usage import record_usage, usage_of
+from harness.progress import progress
 from harness.records import RecordStore
 from harness.types import Record
 
@@ -80,7 +79,7 @@ def rejudge_folder(folder: Path, judge: Judge, everything: bool = False, chunk: 
     judge_id = judge.id
     todo = [r for r in latest.values() if everything or r.verdict.judge != judge_id or r.verdict.error]
     log.info("%s: %d records, %d to judge with %s", folder, len(latest), len(todo), judge_id)
-    with tqdm(total=len(todo), desc=f"rejudge [{judge_id.split('@')[0]}]", unit="rec", disable=not todo) as bar:
+    with progress(total=len(todo), desc=f"judging [{judge_id.split('@')[0]}]", unit="rec", disable=not todo) as bar:
         for start in range(0, len(todo), chunk):
             part = todo[start : start + chunk]
             verdicts = judge.judge([(r.behavior, r.completion) for r in part])

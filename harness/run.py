@@ -20,6 +20,7 @@ from harness import contamination, report
 from harness.attack import Attack
 from harness.benchmark import Benchmark
 from harness.defense import Defense
+from harness.distributed import is_main
 from harness.engine import Engine
 from harness.errors import RequestsFailed
 from harness.judge import Judge
@@ -65,6 +66,8 @@ def run(exp: Experiment) -> Outcome:
     behaviors = exp.benchmark.load()
     log.info("benchmark %s: %d behaviors", exp.benchmark.name, len(behaviors))
     model = exp.attack.tamper(exp.defense.harden(exp.model), exp.defense)
+    if not is_main():  # under `accelerate launch` every process trained; the main one alone evaluates
+        return Outcome(table=pd.DataFrame(), records=[], generated=0, reused=0, rejudged=0, seconds=time.perf_counter() - start)
     behaviors = contamination.guard(model, behaviors, exp.benchmark.name, exp.benchmark.exclude_trained, exp.out_dir,
                                     exp.attack.optimized_on)
     requests = exp.attack.requests(behaviors, model, exp.sampling)

@@ -6,11 +6,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from harness.defense import Defense
 from harness.model import Model
+
+log = logging.getLogger(__name__)
 
 
 class TrainedModel(Model):
@@ -25,6 +28,8 @@ class TrainedModel(Model):
         return {"base": self.base.id, "recipe": self.recipe.describe()}
 
     def resolve(self) -> Path:
+        log.info("model %s: %s after defense %s (trained on first use, then reused from %s)", self.name, self.base.name,
+                 self.recipe.name, self.cache_dir / "models")
         return self.recipe.harden(self.base).folder
 
     def tokenizer_folder(self) -> Path:

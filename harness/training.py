@@ -13,6 +13,7 @@ the data, the settings and the objective: the same recipe is trained once and re
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -24,12 +25,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
-from tqdm.auto import tqdm
 
 from harness import contamination
-from harness.cache import cached_folder
+from harness.distributed import Replicas, build_once, is_main, objective_module
 from harness.errors import HarnessError
 from harness.model import LocalModel, Model
+from harness.progress import progress
 from harness.types import Frozen, Message, content_hash
 
 if TYPE_CHECKING:
@@ -217,8 +218,9 @@ def train(
             raise HarnessError(f"no training example fits train.max_length={settings.max_length}")
         _train_into(out, model, lambda epoch: fits(raw(epoch)), first, settings, objective)
 
-    folder = cached_folder(model.cache_dir / "models", f"{name}-{key}", build)
-    contamination.record(folder, examples0, contamination.trained_prompts(model))  # also for models cached before
+    folder = build_once(model.cache_dir / "models", f"{name}-{key}", build)  # = cached_folder on one process
+    if is_main():
+        contamination.record(folder, examples0, contamination.trained_prompts(model))  # also for models cached before
     return like(model, folder, name)
 
 
@@ -239,12 +241,12 @@ def checkpoint(trained: LocalModel, step: int) -> LocalModel:
     return like(trained, folder, f"{trained.name}@step{step}")
 
 
-def load_trainable(model: Model, settings: TrainSettings) -> Any:
+def load_trainable(model: Model, settings: TrainSettings, device: Any = None) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
     hf = AutoModelForCausalLM.from_pretrained(model.folder, dtype=torch.float32, trust_remote_code=model.trust_remote_code)
-    hf.to(model.torch_device).train()
+    hf.to(device or model.torch_device).train()
     if settings.lora:
         from peft import LoraConfig, get_peft_model
 
@@ -259,30 +261,37 @@ def _train_into(out: Path, model: Model, data_fn: DataFn, first: list[Example], 
 
     torch.manual_seed(settings.seed)
     objective.prepare(model, Encoder(model, settings.max_length), first)
-    hf = objective.setup(load_trainable(model, settings))
+    replicas = Replicas(model.torch_device)  # one process, or one of `accelerate launch`'s
+    hf = objective.setup(load_trainable(model, settings, replicas.device))
 
-    def save_checkpoint(step: int) -> None:
-        import copy
-
-        target = out / "checkpoints" / f"step-{step}"
-        snapshot = copy.deepcopy(hf).merge_and_unload() if settings.lora else hf
-        snapshot.save_pretrained(target)
+    def save(target: Path, merge_copy: bool) -> Any:
+        """Only the main process writes (after every process helped gather FSDP / ZeRO-3 shards)."""
+        state = None if settings.lora else replicas.full_state_dict(replicas.module)
+        if not is_main():
+            return None
+        trained = replicas.unwrapped(replicas.module).hf
+        if settings.lora:
+            trained = (copy.deepcopy(trained) if merge_copy else trained).merge_and_unload()
+        if not merge_copy:
+            trained.eval()
+            objective.save(trained, target)  # may detach extra modules (a classification head) first
+        if state is not None:
+            state = {k: v for k, v in state.items() if k in trained.state_dict()}
+        trained.save_pretrained(target, state_dict=state)
         model.tokenizer.save_pretrained(target)
+        return trained
 
-    stats = fit(hf, model, data_fn, first, settings, objective, on_step=save_checkpoint)
-    if settings.lora:
-        hf = hf.merge_and_unload()
-    hf.eval()
-    objective.save(hf, out)
-    hf.save_pretrained(out)
-    model.tokenizer.save_pretrained(out)
-    (out / "train_log.json").write_text(json.dumps({
-        "base": model.id, "settings": settings.model_dump(mode="json"), "objective": objective.describe(),
-        "examples": len(first), "kinds": {k: sum(e.kind == k for e in first) for k in sorted({e.kind for e in first})},
-        **stats,
-    }, indent=1))
-    log.info("trained %s: %d steps in %.0f s (%.0f tokens/s), final loss %.3f", out.name, stats["steps"], stats["seconds"],
-             stats["tokens_per_s"], stats["history"][-1]["loss"])
+    stats = fit(hf, model, data_fn, first, settings, objective, replicas=replicas,
+                on_step=lambda step: save(out / "checkpoints" / f"step-{step}", merge_copy=True))
+    if save(out, merge_copy=False) is not None:
+        (out / "train_log.json").write_text(json.dumps({
+            "base": model.id, "settings": settings.model_dump(mode="json"), "objective": objective.describe(),
+            "examples": len(first), "kinds": {k: sum(e.kind == k for e in first) for k in sorted({e.kind for e in first})},
+            "processes": replicas.size, **stats,
+        }, indent=1))
+        log.info("trained %s: %d steps in %.0f s (%.0f tokens/s), final loss %.3f", out.name, stats["steps"],
+                 stats["seconds"], stats["tokens_per_s"], stats["history"][-1]["loss"])
+    replicas.barrier()
 
 
 def length_grouped(examples: Sequence[Example], encode: Encoder, batch_size: int, seed: int) -> list[Example]:
@@ -296,16 +305,18 @@ def length_grouped(examples: Sequence[Example], encode: Encoder, batch_size: int
 
 
 def fit(hf: Any, model: Model, data_fn: DataFn, first: list[Example], settings: TrainSettings, objective: Objective,
-        on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
+        on_step: Callable[[int], None] | None = None, replicas: Replicas | None = None) -> dict[str, Any]:
     """The optimisation loop itself (AdamW, linear warm-up/decay, clipping, accumulation)."""
     import torch
     from transformers import get_linear_schedule_with_warmup
 
     rng = random.Random(settings.seed)
-    device = model.torch_device
+    replicas = replicas or Replicas(model.torch_device)  # one process, or one of `accelerate launch`'s
+    device = replicas.device
     encode = Encoder(model, settings.max_length)
     params = [p for p in hf.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    module, optimizer = replicas.prepare(objective_module(hf, objective), optimizer, settings.batch_size)
     per_epoch = math.ceil(len(first) / (settings.batch_size * settings.grad_accum))
     total = min(settings.max_steps or per_epoch * settings.epochs, per_epoch * settings.epochs)
     scheduler = get_linear_schedule_with_warmup(optimizer, min(settings.warmup_steps, total), total)
@@ -313,7 +324,7 @@ def fit(hf: Any, model: Model, data_fn: DataFn, first: list[Example], settings: 
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
 
     history, step, tokens, start = [], 0, 0, time.perf_counter()
-    bar = tqdm(total=total, desc=f"train [{model.name}]", unit="step")
+    bar = progress(total=total, desc=f"training [{model.name}]", unit="step", disable=not is_main())
     for epoch in range(settings.epochs):
         examples = list(first if epoch == 0 else data_fn(epoch))
         if settings.group_by_length:
@@ -324,18 +335,21 @@ def fit(hf: Any, model: Model, data_fn: DataFn, first: list[Example], settings: 
         for i in range(0, len(chunks), settings.grad_accum):
             group = chunks[i : i + settings.grad_accum]
             step_loss = 0.0
-            for chunk in group:
-                batch = encode(chunk).to(device)
-                with autocast:
-                    loss = objective.loss(objective.forward(hf, batch), batch) / len(group)
-                loss.backward()
+            for j, chunk in enumerate(group):
+                mine, counts = replicas.shard(chunk)  # on one process: the whole chunk
+                batch = encode(mine).to(device)
+                share = replicas.token_share(batch.weights.numel() if counts else 0)
+                with replicas.no_sync(module, last=j == len(group) - 1), autocast:
+                    loss = objective.loss(module(batch), batch) * share / len(group)
+                replicas.backward(loss)
                 step_loss += loss.item()
-                tokens += int(batch.attention_mask.sum())
-            torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+                tokens += int(batch.attention_mask.sum()) if counts else 0
+            replicas.clip(module, params, settings.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
+            step_loss = replicas.mean(step_loss)
             history.append({"step": step, "epoch": epoch, "loss": step_loss, "lr": scheduler.get_last_lr()[0]})
             bar.update(1)
             bar.set_postfix(loss=f"{step_loss:.3f}")

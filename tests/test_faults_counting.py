@@ -5,7 +5,6 @@ Loopback fault server (tests/fault_server.py) and the tiny model; each case asse
 
 from __future__ import annotations
 
-import json
 from functools import partial
 
 import pytest

@@ -21,11 +21,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tqdm.auto import tqdm
-
 from harness.engine import Engine
 from harness.errors import HarnessError
 from harness.model import Model
+from harness.progress import progress
 from harness.types import Completion, Request, content_hash
 
 if TYPE_CHECKING:
@@ -63,12 +62,13 @@ def rows_of(request: Request, prompt: list[int]) -> list[Row]:
 class HFEngine(Engine):
     name = "hf"
 
-    def __init__(self, model: Model, batch_size: int = 32, progress: bool = True) -> None:
+    def __init__(self, model: Model, batch_size: int = 32, progress: bool = True, stage: str = "generating") -> None:
         super().__init__(model)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise HarnessError(f"engine.batch_size={batch_size!r}: must be a whole number of rows, 1 or more")
         self.batch_size = batch_size
         self.progress = progress
+        self.stage = stage  # the progress line's name: generating | sampling answers | judging
 
     def batches(self, requests: Sequence[Request]) -> Iterator[list[Row]]:
         rows = [row for r in requests for row in rows_of(r, self.model.prompt_ids(r.messages, r.prefill))]
@@ -84,7 +84,8 @@ class HFEngine(Engine):
 
     def stream(self, requests: Sequence[Request]) -> Iterator[list[Completion]]:
         total = sum(r.sampling.n for r in requests)
-        with tqdm(total=total, desc=f"generate [{self.model.name}]", unit="seq", disable=not self.progress) as bar:
+        _ = self.model.hf  # load the weights (a trained card builds them here, with its own progress) before counting
+        with progress(total=total, desc=f"{self.stage} [{self.model.name}]", unit="seq", disable=not self.progress) as bar:
             for batch in self.batches(requests):
                 out = self.generate_batch(batch)
                 bar.update(len(out))

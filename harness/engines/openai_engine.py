@@ -35,7 +35,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tqdm.auto import tqdm
 
 from harness.calls import concurrently
 from harness.engine import Engine
@@ -43,6 +42,7 @@ from harness.errors import HarnessError, RequestsFailed, choices
 from harness.model import Model
 from harness.openai_client import openai_client
 from harness.secrets import public_url
+from harness.progress import progress
 from harness.types import Completion, Request
 
 log = logging.getLogger(__name__)
@@ -309,7 +309,7 @@ class OpenAIEngine(Engine):
         total = sum(r.sampling.n for r in requests)
         calls = concurrently(self.one, requests, self.concurrency)  # Ctrl-C: queued calls never start
         try:
-            with tqdm(total=total, desc=f"generate [{self.served_model} @ {self.where()}]", unit="seq",
+            with progress(total=total, desc=f"generating [{self.served_model} @ {self.where()}]", unit="seq",
                       disable=not self.progress) as bar:
                 for _, out, error in calls:
                     if isinstance(error, RequestFailed):

@@ -34,11 +34,10 @@ from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from harness.engine import Engine
 from harness.errors import HarnessError
 from harness.model import Model
+from harness.progress import progress
 from harness.types import Completion, Request, Sampling
 
 log = logging.getLogger(__name__)
@@ -209,7 +208,7 @@ class VLLMEngine(Engine):
 
         llm = self.llm
         total = sum(r.sampling.n for r in requests)
-        with tqdm(total=total, desc=f"generate [{self.model.name}, vllm]", unit="seq", disable=not self.progress) as bar:
+        with progress(total=total, desc=f"generating [{self.model.name}, vllm]", unit="seq", disable=not self.progress) as bar:
             for start in range(0, len(encoded), self.chunk_size):
                 chunk = encoded[start : start + self.chunk_size]
                 try:

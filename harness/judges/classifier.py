@@ -161,7 +161,7 @@ class ClassifierJudge(Judge):
         if self.engine_factory is None:
             from harness.engines.hf import HFEngine
 
-            return HFEngine(self.classifier, batch_size=8)
+            return HFEngine(self.classifier, batch_size=8, stage="judging")
         return self.engine_factory(self.classifier)
 
     # --- prompts ------------------------------------------------------------------------------
