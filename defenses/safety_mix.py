@@ -1,6 +1,6 @@
 """Safety data mixing (Qi et al. 2024; Bianchi et al. 2024): a defense of the fine-tuning API.
 
-The provider mixes its own safety anchors (harmful request -> refusal, harness/safety_anchors.py)
+The provider mixes its own safety anchors (harmful request -> refusal, defenses/safety_anchors.py)
 into every user's data and trains with plain SFT. It is the control for
 defense=constrained_sft_anchored: the same anchors, without the constrained objective.
 Like constrained_sft it does not change the model by itself.
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from defenses.safety_anchors import SafetyAnchors
 from harness.defense import Defense
-from harness.safety_anchors import SafetyAnchors
 from harness.training import Example
 
 

@@ -134,8 +134,8 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
                                "labels": str(labels), "label_column": columns["label"], "rows": len(frame),
                                "positives": int(frame[columns["label"]].sum()),
                                "table": json.loads(table.to_json(orient="records"))}
-    if hasattr(judge, "usage"):
-        summary["usage"] = judge.usage()
+    if (usage := judge.usage()) is not None:
+        summary["usage"] = usage
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.judge}.json").write_text(json.dumps(summary, indent=2) + "\n")
     text = (f"Agreement with `{columns['label']}` on {labels.name} ({len(frame)} rows, "

@@ -1,4 +1,4 @@
-"""The `openai` client shared by the OpenAI-compatible engine and the rubric judge.
+"""What the OpenAI-compatible engine and the rubric judge share: the `openai` client and a safe URL.
 
 The API key is read from the environment variable the config names (`<option>.api_key_env`)
 at the moment the client is built; it is never stored in a config, a record or a log. Local
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from harness.errors import HarnessError
 
@@ -33,3 +34,13 @@ def openai_client(*, option: str, who: str, api_key_env: str, base_url: str | No
                 f"{option}.base_url at a server that needs no key (e.g. http://127.0.0.1:8000/v1 for vllm serve)")
         key = "not-needed"  # local OpenAI-compatible servers (vLLM, llama.cpp) often take any key
     return OpenAI(api_key=key, base_url=base_url, max_retries=max_retries, timeout=timeout)
+
+
+def public_url(url: str | None) -> str | None:
+    """The base URL without user:password@ (a URL may carry credentials): safe in ids, records and logs."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

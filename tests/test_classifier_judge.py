@@ -162,6 +162,8 @@ def test_bad_settings_name_the_value(tiny):
         ClassifierJudge(model=tiny, truncate_tokens=0)
     with pytest.raises(HarnessError, match="judge.model must be a model card"):
         ClassifierJudge(model="cais/HarmBench-Llama-2-13b-cls")
+    with pytest.raises(HarnessError, match="judge.engine is not set"):
+        ClassifierJudge(model=tiny).judge([(STANDARD_BEHAVIOR, completion("text"))])
 
 
 def test_config_builds_the_judge_on_any_model_card_and_engine(tmp_path, tiny):

@@ -40,9 +40,8 @@ from tqdm.auto import tqdm
 
 from harness.engine import Engine
 from harness.errors import HarnessError, choices
-from harness.judges.rubric import public_url
 from harness.model import Model
-from harness.openai_client import openai_client
+from harness.openai_client import openai_client, public_url
 from harness.types import Completion, Request
 
 log = logging.getLogger(__name__)

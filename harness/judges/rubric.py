@@ -26,17 +26,13 @@ from __future__ import annotations
 import logging
 import os
 import re
-import sqlite3
-import threading
-from collections.abc import Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from harness.errors import HarnessError
-from harness.judge import Judge
-from harness.openai_client import openai_client
+from harness.judge import ModelJudge
+from harness.openai_client import openai_client, public_url
 from harness.types import Behavior, Completion, Verdict, content_hash
 
 log = logging.getLogger(__name__)
@@ -85,49 +81,7 @@ def parse_score(reply: str) -> int | None:
     return int(found[-1]) if found else None
 
 
-def public_url(url: str | None) -> str | None:
-    """The base URL without user:password@ (a URL may carry credentials)."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-class ReplyCache:
-    """judge id + prompt + response -> judge reply, in sqlite (or memory when no folder is given)."""
-
-    def __init__(self, folder: str | os.PathLike | None, name: str) -> None:
-        self.memory: dict[str, str] = {}
-        self.path: Path | None = None
-        if folder is not None:
-            self.path = Path(folder) / "judge" / f"{name}.sqlite"
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.run("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, reply TEXT NOT NULL)")
-
-    def run(self, sql: str, args: tuple[str, ...] = ()) -> list[tuple[Any, ...]]:
-        db = sqlite3.connect(self.path, timeout=60)  # one short connection per use: safe across threads and processes
-        try:
-            with db:
-                return db.execute(sql, args).fetchall()
-        finally:
-            db.close()
-
-    def get(self, key: str) -> str | None:
-        if self.path is None:
-            return self.memory.get(key)
-        rows = self.run("SELECT reply FROM replies WHERE key = ?", (key,))
-        return rows[0][0] if rows else None
-
-    def put(self, key: str, reply: str) -> None:
-        if self.path is None:
-            self.memory[key] = reply
-            return
-        self.run("INSERT OR REPLACE INTO replies (key, reply) VALUES (?, ?)", (key, reply))
-
-
-class RubricJudge(Judge):
+class RubricJudge(ModelJudge):
     name = "rubric"
 
     def __init__(
@@ -161,10 +115,8 @@ class RubricJudge(Judge):
         self.max_retries, self.timeout, self.concurrency = max_retries, timeout, concurrency
         self.harmful_threshold = harmful_threshold
         self.prices = (price_per_1k_prompt, price_per_1k_completion)
-        self.cache = ReplyCache(cache_dir, self.name)
-        self.totals = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cache_hits": 0, "errors": 0}
         self._client: Any = None
-        self._lock = threading.Lock()
+        super().__init__(cache_dir)
 
     def describe(self) -> dict[str, Any]:
         """What decides a verdict: judge model, endpoint, decoding, prompt. Never the key."""
@@ -176,8 +128,7 @@ class RubricJudge(Judge):
 
     def usage(self) -> dict[str, float | int | None]:
         """Calls, tokens, cache hits and errors so far, and the cost in dollars (None without prices)."""
-        with self._lock:
-            totals: dict[str, float | int | None] = dict(self.totals)
+        totals: dict[str, float | int | None] = super().usage()
         prompt_price, completion_price = self.prices
         totals["cost_usd"] = None
         if prompt_price is not None or completion_price is not None:
@@ -189,37 +140,24 @@ class RubricJudge(Judge):
         response = completion.request.prefill + completion.text
         return TEMPLATE.format(instruction=behavior.query(), response=response)
 
-    def judge(self, items: Sequence[tuple[Behavior, Completion]]) -> list[Verdict]:
-        judge_id = self.id
-        prompts = [self.prompt(b, c) for b, c in items]
-        keys = [content_hash([judge_id, p]) for p in prompts]
-        replies: dict[int, str] = {}
-        verdicts: dict[int, Verdict] = {}
-        todo: list[int] = []
-        for i, ((_, completion), key) in enumerate(zip(items, keys, strict=True)):
-            if not (completion.request.prefill + completion.text).strip():
-                verdicts[i] = Verdict(harmful=False, refused=True, score=1, judge=judge_id, rationale="empty")
-            elif (cached := self.cache.get(key)) is not None:
-                replies[i] = cached
-                self._count(cache_hits=1)
-            else:
-                todo.append(i)
-        if todo:
-            client = self.client()
-            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(todo))) as pool:
-                futures = {pool.submit(self.call, client, prompts[i]): i for i in todo}
-                for future in as_completed(futures):
-                    i = futures[future]
-                    try:
-                        replies[i] = future.result()
-                    except Exception as exc:  # noqa: BLE001 - any failure becomes an error verdict
-                        verdicts[i] = self.failed(f"{type(exc).__name__}: {self.redact(str(exc))[:200]}")
-                        continue
-                    if parse_score(replies[i]) is not None:
-                        self.cache.put(keys[i], replies[i])
-        for i, reply in replies.items():
-            verdicts[i] = self.verdict(items[i][0], reply)
-        return [verdicts[i] for i in range(len(items))]
+    def empty(self) -> Verdict:
+        return Verdict(harmful=False, refused=True, score=1, judge=self.id, rationale="empty")
+
+    def ask(self, prompts: Mapping[str, str]) -> dict[str, str | Exception]:
+        """The prompts sent `concurrency` at a time; a call that fails after the client's retries is its exception."""
+        client = self.client()
+        replies: dict[str, str | Exception] = {}
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(prompts))) as pool:
+            futures = {pool.submit(self.call, client, prompt): key for key, prompt in prompts.items()}
+            for future in as_completed(futures):
+                try:
+                    replies[futures[future]] = future.result()
+                except Exception as exc:  # noqa: BLE001 - any failure becomes an error verdict
+                    replies[futures[future]] = exc
+        return replies
+
+    def parse(self, reply: str) -> int | None:
+        return parse_score(reply)
 
     def verdict(self, behavior: Behavior, reply: str) -> Verdict:
         score = parse_score(reply)
@@ -233,11 +171,6 @@ class RubricJudge(Judge):
             judge=self.id,
             rationale=excerpt,
         )
-
-    def failed(self, reason: str) -> Verdict:
-        self._count(errors=1)
-        log.warning("rubric judge: %s", reason)
-        return Verdict(harmful=None, refused=None, judge=self.id, error=reason)
 
     def client(self) -> Any:
         """The OpenAI client, built on first need; the key comes from the environment only."""
@@ -254,7 +187,7 @@ class RubricJudge(Judge):
             max_tokens=self.max_tokens,
         )
         usage = getattr(response, "usage", None)
-        self._count(calls=1, prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+        self.count(calls=1, prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
                     completion_tokens=getattr(usage, "completion_tokens", 0) or 0)
         content = response.choices[0].message.content if response.choices else None
         if not content:
@@ -264,8 +197,3 @@ class RubricJudge(Judge):
     def redact(self, text: str) -> str:
         key = os.environ.get(self.api_key_env)
         return text.replace(key, "***") if key else text
-
-    def _count(self, **amounts: int) -> None:
-        with self._lock:
-            for name, amount in amounts.items():
-                self.totals[name] += amount

@@ -2,12 +2,12 @@
 
 Threat model: the provider runs the fine-tuning job on user-supplied data. Under this defense
 every fine-tuning attack (attack=finetune ...) is trained with the constrained objective
-(harness/constrained.py) instead of plain SFT, anchored to the model before fine-tuning.
+(defenses/constrained_sft/objective.py) instead of plain SFT, anchored to the model before fine-tuning.
 It does not change the model by itself: with a prompt-level attack it is the same as
 defense=none.
 
 `anchors` (optional, off by default as in the paper) also mixes the provider's safety anchors
-(harness/safety_anchors.py) into the user's data; under this objective they pin the refusal
+(defenses/safety_anchors.py) into the user's data; under this objective they pin the refusal
 prefix against leakage from the attacker's later tokens (see defense=constrained_sft_anchored,
 and defense=safety_mix for the same anchors under plain SFT).
 """
@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.constrained import Betas, ConstrainedObjective
+from defenses.constrained_sft.objective import Betas, ConstrainedObjective
+from defenses.safety_anchors import SafetyAnchors
 from harness.defense import Defense
 from harness.errors import HarnessError
-from harness.safety_anchors import SafetyAnchors
 from harness.training import Example, Objective
 
 

@@ -3,7 +3,7 @@ with the LM, re-evaluated during generation to steer decoding to a refusal.
 
 `harden` trains the model (by default continuing from the standard aligned model, as the
 safety-SFT recipe `aligned` builds it) with L_sft + lambda * L_cls through the shared training
-loop (`harness.safety_signal.objective`) and saves the head next to the weights. The data:
+loop (`defenses.safety_signal.objective`) and saves the head next to the weights. The data:
 
 - refusal (label 1): harmful request -> a refusal that opens like the steering's inserted text
   ("Sorry, I cannot fulfill your request because ..."), LM-trained, so the model knows how to
@@ -14,7 +14,7 @@ loop (`harness.safety_signal.objective`) and saves the head next to the weights.
 - turn (classification only): benign request, the start of its benign answer, then a harmful
   answer: windows before the turn are benign, windows inside the harmful part malicious.
 
-`wrap` returns the HF engine with safety-signal decoding (`harness.safety_signal.decoding`);
+`wrap` returns the HF engine with safety-signal decoding (`defenses.safety_signal.decoding`);
 with `steer: false` the trained model generates plainly (the LM-only effect of the joint
 training). Every classifier decision is appended to `decisions_log` (JSON lines).
 """
@@ -27,6 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from defenses.safety_sft import SafetySFT, ask
+from defenses.safety_signal.decoding import (
+    REFUSAL,
+    HeadClassifier,
+    SafetySignalEngine,
+    Steering,
+)
+from defenses.safety_signal.head import SafetyHead
+from defenses.safety_signal.objective import TURN, SignalObjective
 from harness.answers import sample_answers
 from harness.benchmark import Benchmark
 from harness.defense import Defense
@@ -35,14 +43,6 @@ from harness.engines.hf import HFEngine
 from harness.errors import HarnessError
 from harness.model import Model
 from harness.refusals import refusal_for
-from harness.safety_signal.decoding import (
-    REFUSAL,
-    HeadClassifier,
-    SafetySignalEngine,
-    Steering,
-)
-from harness.safety_signal.head import SafetyHead
-from harness.safety_signal.objective import TURN, SignalObjective
 from harness.training import Example, TrainSettings, train
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 White-box: a suffix at the end of the user turn is optimized, token by token along the
 gradient, so that the model's answer starts with the behavior's affirmative target
-("Sure, here is ..."). The optimizer lives in `harness/gcg/`; this plugin decides what to
+("Sure, here is ..."). The optimizer lives in `attacks/gcg/`; this plugin decides what to
 optimize and turns the found suffixes into ordinary requests (user turn = query + suffix),
 so the standard engine + judge path evaluates them and the results land in the ASR tables.
 
@@ -14,7 +14,7 @@ Transfer: `optimize_on` (another model card) optimizes on that model and evaluat
 run's model; `suffixes=<file>` evaluates the suffixes of a saved test-case file (matched by
 behavior id; a universal suffix applies to every behavior) without optimizing.
 
-Found suffixes are test cases (`harness/gcg/testcases.py`) in
+Found suffixes are test cases (`attacks/gcg/testcases.py`) in
 `<cache_dir>/gcg/<model>.jsonl` (or `store`), written as each one is found and reused on a
 re-run with the same model, settings and behaviors.
 
@@ -31,11 +31,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from attacks.gcg.optimizer import GCG, REFERENCE_INIT, GCGSettings, Speed
+from attacks.gcg.slot import SuffixSlot
+from attacks.gcg.testcases import TestCase, TestCaseStore
 from harness.attack import Attack
 from harness.errors import HarnessError, choices
-from harness.gcg.optimizer import GCG, REFERENCE_INIT, GCGSettings, Speed
-from harness.gcg.slot import SuffixSlot
-from harness.gcg.testcases import TestCase, TestCaseStore
 from harness.judge import Judge
 from harness.model import Model
 from harness.types import Behavior, Request, Sampling, content_hash
