@@ -8,21 +8,21 @@ Like constrained_sft it does not change the model by itself.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
 from defenses.safety_anchors import SafetyAnchors
 from harness.defense import Defense
+from harness.settings import Ref, Settings
 from harness.training import Example
+
+
+class SafetyMixSettings(Settings):
+    anchors: Annotated[SafetyAnchors, Ref]
 
 
 class SafetyMix(Defense):
     name = "safety_mix"
-
-    def __init__(self, anchors: SafetyAnchors) -> None:
-        self.anchors = anchors
-
-    def describe(self) -> dict[str, Any]:
-        return {"defense": self.name, "anchors": self.anchors.describe()}
+    Settings = SafetyMixSettings
 
     def fine_tuning_data(self, examples: list[Example]) -> list[Example]:
         return self.anchors.mix(examples)

@@ -8,15 +8,17 @@ teach no new style. The result is cached by recipe, e.g. `smollm2-aligned`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
+
+from pydantic import Field
 
 from harness.answers import sample_answers
 from harness.benchmark import Benchmark
 from harness.defense import Defense
-from harness.errors import HarnessError
 from harness.model import Model
 from harness.refusals import refusal_for
-from harness.training import Example, TrainSettings, train
+from harness.settings import Named, Settings
+from harness.training import Example, TrainKey, TrainSettings, train
 from harness.types import Behavior, Message
 
 
@@ -24,25 +26,20 @@ def ask(b: Behavior) -> tuple[Message, ...]:
     return (Message(role="user", content=b.query()),)
 
 
+class SafetySFTSettings(Settings):
+    cosmetic = frozenset({"suffix"})
+    harmful: Annotated[Benchmark, Named]  # harmful requests -> refusals
+    benign: Annotated[Benchmark, Named]  # benign instructions -> the base's own answers
+    n_harmful: int = Field(150, ge=1)
+    n_benign: int = Field(150, ge=1)
+    answer_tokens: int = Field(64, ge=1)
+    train: Annotated[TrainSettings, TrainKey] = TrainSettings()
+    suffix: str = "aligned"  # the trained model's folder name: <base>-<suffix>
+
+
 class SafetySFT(Defense):
     name = "safety_sft"
-
-    def __init__(self, harmful: Benchmark, benign: Benchmark, n_harmful: int = 150, n_benign: int = 150,
-                 answer_tokens: int = 64, train: dict[str, Any] | None = None, suffix: str = "aligned") -> None:
-        self.harmful = harmful
-        self.benign = benign
-        self.n_harmful = n_harmful
-        self.n_benign = n_benign
-        self.answer_tokens = answer_tokens
-        try:
-            self.settings = TrainSettings(**(train or {}))
-        except Exception as exc:
-            raise HarnessError(f"defense.train: {exc}") from None
-        self.suffix = suffix
-
-    def describe(self) -> dict[str, Any]:
-        return {"defense": self.name, "harmful": self.harmful.name, "benign": self.benign.name, "n_harmful": self.n_harmful,
-                "n_benign": self.n_benign, "answer_tokens": self.answer_tokens, "train": self.settings.key()}
+    Settings = SafetySFTSettings
 
     def refusal_examples(self) -> list[Example]:
         harmful = self.harmful.load()[: self.n_harmful]
@@ -55,4 +52,4 @@ class SafetySFT(Defense):
 
     def harden(self, model: Model) -> Model:
         examples = self.refusal_examples() + self.utility_examples(model)
-        return train(model, examples, self.settings, name=f"{model.name}-{self.suffix}", recipe=self.describe())
+        return train(model, examples, self.train, name=f"{model.name}-{self.suffix}", recipe=self.describe())

@@ -10,12 +10,13 @@ hits and errors are counted for `usage()`; and every failure becomes an error ve
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from harness.reply_cache import ReplyCache
+from harness.settings import Configured, Settings
 from harness.types import Behavior, Completion, Verdict, content_hash
 
 log = logging.getLogger(__name__)
@@ -23,11 +24,9 @@ log = logging.getLogger(__name__)
 COUNTERS = ("calls", "prompt_tokens", "completion_tokens", "cache_hits", "errors")
 
 
-class Judge:
+class Judge(Configured):
     name = "judge"
-
-    def describe(self) -> dict[str, Any]:
-        return {"judge": self.name}
+    option = "judge"
 
     @property
     def id(self) -> str:
@@ -41,11 +40,21 @@ class Judge:
         return None
 
 
+class ModelJudgeSettings(Settings):
+    """What every model-based judge takes: where its replies are cached (never part of its identity)."""
+
+    cosmetic = frozenset({"cache_dir"})
+    cache_dir: Path | None = None  # replies cached in <cache_dir>/judge/<name>.sqlite; None: in memory
+
+
 class ModelJudge(Judge):
     """A judge that asks a model one prompt per item. Subclasses give `prompt`, `ask` and `verdict`."""
 
-    def __init__(self, cache_dir: str | os.PathLike | None = None) -> None:
-        self.cache = ReplyCache(cache_dir, self.name)
+    Settings = ModelJudgeSettings
+
+    def __init__(self, *args: Any, **values: Any) -> None:
+        super().__init__(*args, **values)
+        self.cache = ReplyCache(self.settings.cache_dir, self.name)
         self.totals = dict.fromkeys(COUNTERS, 0)
         self._lock = threading.Lock()
 

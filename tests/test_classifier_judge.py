@@ -160,7 +160,7 @@ def test_tiny_model_through_the_hf_engine(tiny, tmp_path):
 def test_bad_settings_name_the_value(tiny):
     with pytest.raises(HarnessError, match="truncate_tokens=0"):
         ClassifierJudge(model=tiny, truncate_tokens=0)
-    with pytest.raises(HarnessError, match="judge.model must be a model card"):
+    with pytest.raises(HarnessError, match="judge.model=.*must be a model card"):
         ClassifierJudge(model="cais/HarmBench-Llama-2-13b-cls")
     with pytest.raises(HarnessError, match="judge.engine is not set"):
         ClassifierJudge(model=tiny).judge([(STANDARD_BEHAVIOR, completion("text"))])

@@ -44,7 +44,7 @@ class IdentityShift(FinetuneSet):
             try:
                 raw = json.loads(line)["messages"]
                 chat = tuple(Message(role=m["role"], content=self.renamed(m["content"])) for m in raw)
-            except Exception as exc:
+            except (ValueError, KeyError, TypeError) as exc:  # bad JSON, missing keys, bad messages
                 raise DataError(f"{self.path}:{n}: expected {{\"messages\": [{{\"role\": ..., \"content\": ...}}]}}: {exc}") from None
             if chat[-1].role != "assistant":
                 raise DataError(f"{self.path}:{n}: the last message must be the assistant's (the trained answer)")

@@ -173,7 +173,7 @@ class GCG:
         from harness.engines.hf import HFEngine
         from harness.judges.keyword import KeywordJudge
 
-        judge = self.judge or KeywordJudge("gcg")
+        judge = self.judge or KeywordJudge(phrases="gcg")
         text = decode(self.model.tokenizer, suffix_ids)
         sampling = Sampling(max_tokens=self.settings.check_tokens)
         requests = [Request(behavior_id=slot.behavior_id, messages=(slot.message(text),), sampling=sampling, attack="gcg")

@@ -21,10 +21,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pydantic import Field
 from tqdm.auto import tqdm
 
 from harness.engine import Engine
-from harness.model import Model
+from harness.settings import Settings
 from harness.types import Completion, Request, content_hash
 
 if TYPE_CHECKING:
@@ -59,13 +60,16 @@ def rows_of(request: Request, prompt: list[int]) -> list[Row]:
     return [Row(request, (s,), prompt) for s in range(n)]
 
 
+class HFSettings(Settings):
+    cosmetic = frozenset({"batch_size", "progress"})
+    batch_size: int = Field(32, ge=1)
+    progress: bool = True
+
+
 class HFEngine(Engine):
     name = "hf"
 
-    def __init__(self, model: Model, batch_size: int = 32, progress: bool = True) -> None:
-        super().__init__(model)
-        self.batch_size = batch_size
-        self.progress = progress
+    Settings = HFSettings
 
     def batches(self, requests: Sequence[Request]) -> Iterator[list[Row]]:
         rows = [row for r in requests for row in rows_of(r, self.model.prompt_ids(r.messages, r.prefill))]

@@ -30,15 +30,17 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 from collections.abc import Callable, Mapping
 from functools import cached_property
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
 
 from harness.engine import Engine
 from harness.errors import HarnessError
-from harness.judge import ModelJudge
+from harness.judge import ModelJudge, ModelJudgeSettings
 from harness.model import Model
+from harness.settings import Ref
 from harness.types import (
     Behavior,
     Completion,
@@ -108,31 +110,28 @@ def parse_answer(text: str) -> bool | None:
     return ANSWERS.get(text.strip().lower())
 
 
+class ClassifierSettings(ModelJudgeSettings):
+    # The engine is how the one greedy token is computed, not what is asked: not in the identity.
+    cosmetic = frozenset({"cache_dir", "engine"})
+    model: Annotated[Model, Ref]
+    engine: Callable[[Model], Engine] | None = None  # from the config (judge=harmbench_cls sets engine@judge.engine=hf)
+    truncate_tokens: int = Field(512, ge=1)
+    include_prefill: bool = True
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def card(cls, value: Any) -> Any:
+        if not isinstance(value, Model):
+            raise ValueError(f"must be a model card (a harness Model), got {type(value).__name__}")  # noqa: TRY004
+        return value
+
+
 class ClassifierJudge(ModelJudge):
     name = "harmbench_cls"
-
-    def __init__(
-        self,
-        model: Model,
-        engine: Callable[[Model], Engine] | None = None,
-        truncate_tokens: int = 512,
-        include_prefill: bool = True,
-        cache_dir: str | os.PathLike | None = None,
-    ) -> None:
-        if not isinstance(model, Model):
-            raise HarnessError(f"judge.model must be a model card (a harness Model), got {type(model).__name__}")
-        if truncate_tokens < 1:
-            raise HarnessError(f"judge.truncate_tokens={truncate_tokens}: must be 1 or more")
-        self.model = model
-        self.engine_factory = engine
-        self.truncate_tokens = truncate_tokens
-        self.include_prefill = include_prefill
-        super().__init__(cache_dir)
+    Settings = ClassifierSettings
 
     def describe(self) -> dict[str, Any]:
-        return {"judge": self.name, "model": self.model.id, "prompt": content_hash([STANDARD, CONTEXTUAL]),
-                "truncate_tokens": self.truncate_tokens, "include_prefill": self.include_prefill,
-                "decoding": "greedy, 1 token"}
+        return {**super().describe(), "prompt": content_hash([STANDARD, CONTEXTUAL]), "decoding": "greedy, 1 token"}
 
     # --- the classifier as a plain-text prompt model ----------------------------------------
     @cached_property
@@ -150,10 +149,10 @@ class ClassifierJudge(ModelJudge):
 
     @cached_property
     def engine(self) -> Engine:
-        if self.engine_factory is None:
+        if self.settings.engine is None:
             raise HarnessError("judge.engine is not set: the classifier judge runs on an engine from the config "
                                "(judge=harmbench_cls sets engine@judge.engine=hf; vllm works the same way)")
-        return self.engine_factory(self.classifier)
+        return self.settings.engine(self.classifier)
 
     # --- prompts ------------------------------------------------------------------------------
     def generation(self, completion: Completion) -> str:

@@ -20,8 +20,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from harness.errors import HarnessError, choices
+from pydantic import field_validator
+
+from harness.errors import choices
 from harness.judge import Judge
+from harness.settings import Settings
 from harness.types import Behavior, Completion, Verdict
 
 GCG = (
@@ -48,22 +51,25 @@ def normalise(text: str) -> str:
     return text.replace("\u2019", "'").replace("\u2018", "'")
 
 
+class KeywordSettings(Settings):
+    phrases: tuple[str, ...] = EXTENDED  # a list name (extended | gcg) or the phrases themselves
+    include_prefill: bool = False
+
+    @field_validator("phrases", mode="before")
+    @classmethod
+    def named_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value not in LISTS:
+                raise ValueError(f"choose one of {choices(LISTS)} or give a list of phrases")
+            return LISTS[value]
+        if not value:
+            raise ValueError("the phrase list is empty")
+        return value
+
+
 class KeywordJudge(Judge):
     name = "keyword"
-
-    def __init__(self, phrases: str | Sequence[str] = "extended", include_prefill: bool = False) -> None:
-        if isinstance(phrases, str):
-            if phrases not in LISTS:
-                raise HarnessError(f"judge.phrases={phrases!r}: choose one of {choices(LISTS)} or give a list of phrases")
-            self.list_name, self.phrases = phrases, LISTS[phrases]
-        else:
-            self.list_name, self.phrases = "custom", tuple(phrases)
-        if not self.phrases:
-            raise HarnessError("judge.phrases is empty")
-        self.include_prefill = include_prefill
-
-    def describe(self) -> dict[str, Any]:
-        return {"judge": self.name, "phrases": list(self.phrases), "include_prefill": self.include_prefill}
+    Settings = KeywordSettings
 
     def judge(self, items: Sequence[tuple[Behavior, Completion]]) -> list[Verdict]:
         return [self.one(b, c) for b, c in items]
