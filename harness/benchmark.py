@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
+from pydantic import Field, field_validator
 
 from harness.errors import DataError, HarnessError, choices
+from harness.settings import Configured, Settings
 from harness.types import Behavior
 
 log = logging.getLogger(__name__)
@@ -52,8 +54,33 @@ def read_table(path: Path) -> pd.DataFrame:
     return frame.fillna("")
 
 
-class Benchmark:
+class BenchmarkSettings(Settings):
+    # Where the data is looked for cannot change which behaviors a benchmark yields (the file is the same).
+    cosmetic = frozenset({"data_dir", "hub"})
+    path: Path | None = None  # an explicit file
+    data_dir: Path | None = None  # the shared data folder (<data_dir>/<file>)
+    limit: int | None = Field(None, ge=1)  # the first N behaviors (null: all)
+    categories: tuple[str, ...] | None = None
+    sample: int | None = Field(None, ge=1)  # a seeded random sample of N behaviors
+    seed: int = 0
+    hub: bool = True  # fall back to the Hugging Face hub
+
+    @field_validator("path", "data_dir")
+    @classmethod
+    def expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value else None
+
+    @field_validator("categories")
+    @classmethod
+    def none_when_empty(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return value or None
+
+
+class Benchmark(Configured):
     """Base class: reading, column mapping, filtering. Subclasses set the class attributes."""
+
+    option = "benchmark"
+    Settings = BenchmarkSettings
 
     name: ClassVar[str] = ""
     file: ClassVar[str] = ""  # relative to data_dir
@@ -63,27 +90,6 @@ class Benchmark:
     fields: ClassVar[dict[str, Sequence[str]]] = {}  # Behavior field -> accepted column names
     required: ClassVar[Sequence[str]] = ("prompt",)
     label: ClassVar[str] = "harmful"
-
-    def __init__(
-        self,
-        path: str | None = None,
-        data_dir: str | None = None,
-        limit: int | None = None,
-        categories: Sequence[str] | None = None,
-        sample: int | None = None,
-        seed: int = 0,
-        hub: bool = True,
-    ) -> None:
-        for key, value in (("limit", limit), ("sample", sample)):
-            if value is not None and value < 1:
-                raise HarnessError(f"benchmark.{key}={value}: must be a positive number of behaviors (or null for all)")
-        self.path = Path(path).expanduser() if path else None
-        self.data_dir = Path(data_dir).expanduser() if data_dir else None
-        self.limit = limit
-        self.categories = list(categories) if categories else None
-        self.sample = sample
-        self.seed = seed
-        self.hub = hub
 
     # --- reading -------------------------------------------------------------------
     def locate(self) -> Path | None:

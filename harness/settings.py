@@ -64,7 +64,7 @@ def one_line(option: str, exc: ValidationError, cls: type[BaseModel] | None = No
     loc = ".".join(str(part) for part in err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
-        valid = ", ".join(sorted(cls.model_fields)) if cls is not None else ""
+        valid = ", ".join(sorted(cls.model_fields)) if cls is not None and len(err["loc"]) == 1 else ""
         return f"{option}.{loc}: no such setting" + (f" (settings: {valid})" if valid else "")
     if not loc:
         return f"{option}: {msg}"

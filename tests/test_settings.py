@@ -87,7 +87,11 @@ def kinds(annotation: Any) -> list[Any]:
 
 # Settings whose other fields need a particular base to be changed validly.
 BASE = {"FinetuneSettings": {"train": {"save_steps": [1, 2]}},
-        "PrefillSettings": {"source": "answers", "answers_from": Card("card-a")}}
+        "PrefillSettings": {"source": "answers", "answers_from": Card("card-a")},
+        "SafetySignalSettings": {"harmful": AdvBench(), "benign": HarmBench()},
+        "DecodingSettings": {"temperatures": [0.5]}}
+# Settings whose valid values a type cannot suggest.
+OTHER = {("SafetySignalSettings", "objective"): [{"lam": 0.1}], ("CustomSettings", "columns"): [{"prompt": "question"}]}
 
 
 def required(cls: type[Settings], pick: int = 0) -> dict[str, Any]:
@@ -114,12 +118,14 @@ def alternatives(annotation: Any, current: Any) -> list[Any]:
         origin = typing.get_origin(kind)
         if origin is Literal:
             out += [v for v in typing.get_args(kind) if v != current]
+        elif origin is tuple and Ellipsis not in typing.get_args(kind):  # fixed length: change the last item
+            out.append((*current[:-1], current[-1] + 1))
         elif origin is tuple:
             item = typing.get_args(kind)[0]
             extra = samples(item)
-            out += [(*(current or ()), v) for v in extra] + [tuple(extra[:1])]
+            out += [(*(current or ()), v) for v in extra] + [tuple(extra[:1]), tuple((current or ())[:1])]
         elif origin is dict or kind is dict:
-            out += [{**(current or {}), "changed": 1}]
+            out += [{**(current or {}), "changed": "x"}, {**(current or {}), "changed": 1}]
         elif isinstance(kind, type) and issubclass(kind, BaseModel) and current is not None:
             for name, field in type(current).model_fields.items():
                 for value in alternatives(field.annotation, getattr(current, name)):
@@ -147,7 +153,7 @@ def changed(cls: type[Settings], base: dict[str, Any], name: str) -> Settings | 
     field = cls.model_fields[name]
     before = cls(**base)
     current = getattr(before, name)
-    for value in alternatives(field.annotation, current):
+    for value in OTHER.get((cls.__name__, name), []) + alternatives(field.annotation, current):
         try:
             other = cls(**{**base, name: value})
         except (ValidationError, HarnessError, TypeError, ValueError):
@@ -163,7 +169,9 @@ CASES = [(plugin, name) for plugin in PLUGINS for name in plugin.Settings.model_
 def test_every_plugin_takes_typed_settings():
     names = {cls.__name__ for cls in PLUGINS}
     assert {"KeywordJudge", "RubricJudge", "ClassifierJudge", "HFEngine", "OpenAIEngine", "VLLMEngine", "PrefillAttack",
-            "FinetuneAttack", "SafetySFT", "DeepAlignment", "ConstrainedSFT", "SafetyMix", "SystemPromptDefense"} <= names
+            "DecodingAttack", "GCGAttack", "FinetuneAttack", "HarmfulExamples", "Backdoor", "BenignSet", "IdentityShift",
+            "SafetySFT", "DeepAlignment", "ConstrainedSFT", "SafetyMix", "SafetyAnchors", "SafetySignal",
+            "SystemPromptDefense", "AdvBench", "HarmBench", "GSM8K", "XSTest", "JailbreakBench", "CustomFile"} <= names
 
 
 @pytest.mark.parametrize(("plugin", "name"), CASES, ids=[f"{p.__name__}.{n}" for p, n in CASES])
