@@ -31,14 +31,15 @@ A template with no system role (Gemma, Mistral) runs "without" only; asking for 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import Field, field_validator, model_validator
 
 from harness.attack import Attack
 from harness.errors import HarnessError, choices
 from harness.model import Model
+from harness.settings import Settings
 from harness.types import Behavior, Message, Request, Sampling
 
 SYSTEM_PROMPT_MODES = ("with", "without")
@@ -46,57 +47,68 @@ STRATEGIES = ("greedy", "temperature", "top_p", "top_k")
 PROBE = "SYSTEM-PROMPT-PROBE"
 
 
+def grid(values: Any, ok: Callable[[Any], bool], rule: str) -> tuple:
+    values = list(values) if isinstance(values, Sequence) and not isinstance(values, str) else [values]
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int | float) or not ok(v)]
+    if bad:
+        raise ValueError(f"contains {choices(bad)}: {rule}")
+    return tuple(sorted(set(values)))
+
+
+class BaseSampling(Settings):
+    """The knobs a strategy does not vary (plain sampling by default)."""
+
+    temperature: float = Field(1.0, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0)
+
+
+class DecodingSettings(Settings):
+    greedy: bool = True
+    temperatures: tuple[float, ...] = ()
+    top_ps: tuple[float, ...] = ()
+    top_ks: tuple[int, ...] = ()
+    system_prompts: tuple[str, ...] = SYSTEM_PROMPT_MODES
+    n: int | None = Field(None, ge=1)  # samples per sampled configuration; null = sampling.n
+    base: BaseSampling = BaseSampling()
+
+    @field_validator("temperatures", mode="before")
+    @classmethod
+    def positive(cls, value: Any) -> tuple:
+        return grid(value, lambda t: t > 0, "temperatures must be > 0 (greedy is attack.greedy=true)")
+
+    @field_validator("top_ps", mode="before")
+    @classmethod
+    def unit(cls, value: Any) -> tuple:
+        return grid(value, lambda p: 0 < p <= 1, "top-p values must be in (0, 1]")
+
+    @field_validator("top_ks", mode="before")
+    @classmethod
+    def counts(cls, value: Any) -> tuple:
+        return grid(value, lambda k: isinstance(k, int) and k >= 1, "top-k values must be integers >= 1")
+
+    @field_validator("system_prompts", mode="before")
+    @classmethod
+    def modes(cls, value: Any) -> tuple:
+        modes = [value] if isinstance(value, str) else list(value)
+        if not modes or any(m not in SYSTEM_PROMPT_MODES for m in modes):
+            raise ValueError(f"choose one or both of {choices(SYSTEM_PROMPT_MODES)}")
+        return tuple(dict.fromkeys(modes))
+
+    @model_validator(mode="after")
+    def some_configuration(self) -> DecodingSettings:
+        if self.base.temperature == 0 and (self.top_ps or self.top_ks):
+            raise ValueError("attack.base.temperature=0 would make every top-p and top-k configuration greedy; "
+                             "use a temperature > 0")
+        if not (self.greedy or self.temperatures or self.top_ps or self.top_ks):
+            raise ValueError("attack=decoding has no configuration: set attack.greedy=true or give "
+                             "attack.temperatures, attack.top_ps or attack.top_ks")
+        return self
+
+
 class DecodingAttack(Attack):
     name = "decoding"
-
-    def __init__(
-        self,
-        greedy: bool = True,
-        temperatures: Sequence[float] = (),
-        top_ps: Sequence[float] = (),
-        top_ks: Sequence[int] = (),
-        system_prompts: Sequence[str] = SYSTEM_PROMPT_MODES,
-        n: int | None = None,
-        base: dict[str, Any] | None = None,
-    ) -> None:
-        self.greedy = bool(greedy)
-        self.temperatures = self.grid("temperatures", temperatures, lambda t: t > 0,
-                                      "temperatures must be > 0 (greedy is attack.greedy=true)")
-        self.top_ps = self.grid("top_ps", top_ps, lambda p: 0 < p <= 1, "top-p values must be in (0, 1]")
-        self.top_ks = self.grid("top_ks", top_ks, lambda k: isinstance(k, int) and k >= 1,
-                                "top-k values must be integers >= 1")
-        modes = [system_prompts] if isinstance(system_prompts, str) else list(system_prompts)
-        bad = [m for m in modes if m not in SYSTEM_PROMPT_MODES]
-        if bad or not modes:
-            raise HarnessError(f"attack.system_prompts={modes}: choose one or both of {choices(SYSTEM_PROMPT_MODES)}")
-        self.system_prompts = list(dict.fromkeys(modes))
-        if n is not None and (not isinstance(n, int) or n < 1):
-            raise HarnessError(f"attack.n={n!r}: samples per configuration must be an integer >= 1 (or null for sampling.n)")
-        self.n = n
-        base = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, **(base or {})}
-        unknown = set(base) - {"temperature", "top_p", "top_k"}
-        if unknown:
-            raise HarnessError(f"attack.base has unknown keys {choices(sorted(unknown))}; it sets 'temperature', 'top_p', 'top_k'")
-        try:
-            self.base = Sampling(**base)
-        except ValidationError as exc:
-            raise HarnessError(f"attack.base={base}: {first_error(exc)}") from None
-        if self.base.greedy and (self.top_ps or self.top_ks):
-            raise HarnessError("attack.base.temperature=0 would make every top-p and top-k configuration greedy; use a temperature > 0")
-        if not (self.greedy or self.temperatures or self.top_ps or self.top_ks):
-            raise HarnessError("attack=decoding has no configuration: set attack.greedy=true or give "
-                               "attack.temperatures, attack.top_ps or attack.top_ks")
-
-    @staticmethod
-    def grid(name: str, values: Sequence[float] | float, ok, rule: str) -> list:
-        values = list(values) if isinstance(values, Sequence) and not isinstance(values, str) else [values]
-        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int | float) or not ok(v)]
-        if bad:
-            raise HarnessError(f"attack.{name} contains {choices(bad)}: {rule}")
-        return sorted(set(values))
-
-    def describe(self) -> dict[str, Any]:
-        return {"attack": self.name}
+    Settings = DecodingSettings
 
     # --- configurations -------------------------------------------------------------
     def configurations(self, sampling: Sampling) -> list[tuple[dict[str, Any], Sampling]]:
@@ -162,8 +174,3 @@ def probe_template(model: Model) -> tuple[bool, bool]:
         return True, False
     before, after = with_system.split(PROBE, 1)
     return True, bare.startswith(before) and bare.endswith(after) and len(bare) >= len(before) + len(after)
-
-
-def first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    return f"{'.'.join(map(str, err['loc']))}: {err['msg']}"

@@ -13,47 +13,54 @@ by the data set (a backdoor's trigger, an identity's system prompt).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, model_validator
 
 from attacks.direct import DirectAttack
 from attacks.finetune_data.base import FinetuneSet
 from harness.attack import Attack
 from harness.defense import Defense
-from harness.errors import HarnessError
 from harness.model import Model
-from harness.training import Objective, TrainSettings, checkpoint, train
+from harness.settings import Ref, Settings
+from harness.training import Objective, TrainKey, TrainSettings, checkpoint, train
 from harness.types import Behavior, Request, Sampling
 
 
+class FinetuneSettings(Settings):
+    data: Annotated[FinetuneSet, Ref]  # the attacker's data set (attack/data=...)
+    train: Annotated[TrainSettings, TrainKey] = TrainSettings()
+    then: Annotated[Attack, Ref] = Field(default_factory=DirectAttack)  # the prompt-level attack afterwards
+    step: int | None = None  # evaluate this checkpoint (must be in train.save_steps); null = the final model
+
+    @model_validator(mode="after")
+    def saved_step(self) -> FinetuneSettings:
+        if self.step is not None and self.step not in self.train.save_steps:
+            raise ValueError(f"attack.step={self.step}: no checkpoint is saved there; "
+                             f"train.save_steps={list(self.train.save_steps)} (add {self.step} to it)")
+        return self
+
+
 class FinetuneAttack(Attack):
-    def __init__(self, data: FinetuneSet, train: dict[str, Any] | None = None, then: Attack | None = None,
-                 step: int | None = None, train_overrides: dict[str, Any] | None = None) -> None:
+    Settings = FinetuneSettings
+
+    def __init__(self, *args: Any, train_overrides: dict[str, Any] | None = None, **values: Any) -> None:
         """`train_overrides` update `train` (experiments share one `train` and adjust it per attack)."""
-        self.data = data
-        try:
-            self.settings = TrainSettings(**{**(train or {}), **(train_overrides or {})})
-        except Exception as exc:
-            raise HarnessError(f"attack.train: {exc}") from None
-        if step is not None and step not in self.settings.save_steps:
-            raise HarnessError(f"attack.step={step}: no checkpoint is saved there; "
-                               f"train.save_steps={list(self.settings.save_steps)} (add {step} to it)")
-        self.then = then or DirectAttack()
-        self.step = step
-        self.name = f"finetune-{data.name}"
+        if train_overrides:
+            values["train"] = {**dict(values.get("train") or {}), **train_overrides}
+        super().__init__(*args, **values)
+        self.name = f"finetune-{self.data.name}"
 
     def recipe(self) -> dict[str, Any]:
         """What the fine-tuned weights depend on (not the step evaluated)."""
-        return {"attack": "finetune", **self.data.describe(), "train": self.settings.key()}
-
-    def describe(self) -> dict[str, Any]:
-        return {**self.recipe(), "then": self.then.describe(), "step": self.step}
+        return {"attack": "finetune", **self.data.describe(), "train": self.train.key()}
 
     def tamper(self, model: Model, defense: Defense | None = None) -> Model:
         objective = defense.fine_tuning_objective() if defense else Objective()
         examples = self.data.examples(model)
         mixed = defense.fine_tuning_data(examples) if defense else examples
         tag = ("" if objective.name == "sft" else f"-{objective.name}") + ("-anchored" if mixed != examples else "")
-        tuned = train(model, mixed, self.settings, objective,
+        tuned = train(model, mixed, self.train, objective,
                       name=f"{model.name}-ft-{self.data.name}{tag}", recipe=self.recipe())
         return checkpoint(tuned, self.step) if self.step is not None else tuned
 

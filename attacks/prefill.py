@@ -17,45 +17,57 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from harness.attack import Attack
-from harness.errors import HarnessError, choices
+from harness.errors import HarnessError
 from harness.model import Model
+from harness.settings import Ref, Settings
 from harness.types import Behavior, Request, Sampling
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("auto", "harmful_prefix", "target", "answers")
+class PrefillSettings(Settings):
+    lengths: tuple[int, ...] = (0, 5, 10, 20)  # prefill lengths in the target model's tokens (sorted, unique)
+    source: Literal["auto", "harmful_prefix", "target", "answers"] = "auto"
+    answers_from: Annotated[Model | None, Ref] = None  # source=answers: whose greedy answers are prefilled
+    answer_tokens: int = Field(64, ge=1)
+    name: str = "prefill"  # the attack column of records and tables (attack=prefill_answers sets its own)
+
+    @field_validator("lengths", mode="before")
+    @classmethod
+    def token_counts(cls, value: Any) -> Any:
+        lengths = [value] if isinstance(value, int) else list(value)
+        if not lengths or any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in lengths):
+            raise ValueError("prefill lengths are token counts, integers >= 0 (e.g. [0,5,10,20])")
+        return tuple(sorted(set(lengths)))
+
+    @model_validator(mode="before")
+    @classmethod
+    def answers_only_for_answers(cls, values: Any) -> Any:
+        if isinstance(values, dict) and values.get("source", "auto") != "answers":
+            return {**values, "answers_from": None}  # a card left in the config is not used
+        return values
+
+    @model_validator(mode="after")
+    def answers_available(self) -> PrefillSettings:
+        if self.source == "answers" and self.answers_from is None:
+            raise ValueError("attack.source=answers needs the model whose answers are prefilled: +model@attack.answers_from="
+                             "<card> (e.g. smollm2, the unaligned base), or attack=prefill_answers")
+        if self.source == "answers" and self.answer_tokens < max(self.lengths):
+            raise ValueError(f"attack.answer_tokens={self.answer_tokens}: the answers must be at least as long as the "
+                             f"largest prefill length ({max(self.lengths)} tokens)")
+        return self
 
 
 class PrefillAttack(Attack):
-    name = "prefill"
+    Settings = PrefillSettings
 
-    def __init__(self, lengths: Sequence[int] = (0, 5, 10, 20), source: str = "auto", answers_from: Model | None = None,
-                 answer_tokens: int = 64, name: str = "prefill") -> None:
-        lengths = list(lengths) if not isinstance(lengths, int) else [lengths]
-        bad = [k for k in lengths if not isinstance(k, int) or k < 0]
-        if bad or not lengths:
-            raise HarnessError(f"attack.lengths={lengths}: prefill lengths are token counts, integers >= 0 (e.g. [0,5,10,20])")
-        if source not in SOURCES:
-            raise HarnessError(f"attack.source={source!r}: choose one of {choices(SOURCES)}")
-        if source == "answers" and answers_from is None:
-            raise HarnessError("attack.source=answers needs the model whose answers are prefilled: "
-                               "+model@attack.answers_from=<card> (e.g. smollm2, the unaligned base), or attack=prefill_answers")
-        if source == "answers" and answer_tokens < max(lengths):
-            raise HarnessError(f"attack.answer_tokens={answer_tokens}: the answers must be at least as long as the largest "
-                               f"prefill length ({max(lengths)} tokens)")
-        self.name = name  # the attack column of records and tables (attack=prefill_answers sets its own)
-        self.lengths = sorted(set(lengths))
-        self.source = source
-        self.answers_from = answers_from if source == "answers" else None
-        self.answer_tokens = answer_tokens
-
-    def describe(self):
-        out = {"attack": self.name, "source": self.source}
-        if self.answers_from is not None:
-            out.update(answers_from=self.answers_from.id, answer_tokens=self.answer_tokens)
-        return out
+    def __init__(self, *args: Any, **values: Any) -> None:
+        super().__init__(*args, **values)
+        self.name = self.settings.name
 
     def texts(self, behaviors: Sequence[Behavior]) -> Mapping[str, str]:
         """behavior id -> the harmful text whose first k tokens are prefilled ("" when there is none)."""

@@ -32,10 +32,10 @@ import time
 from common import DATA, OUT, ROOT, write
 from hydra import compose, initialize_config_dir
 
+from attacks.gcg.optimizer import GCG, GCGSettings, Speed
+from attacks.gcg.slot import SuffixSlot
 from benchmarks.advbench import AdvBench
 from harness.cli import instantiate
-from harness.gcg.optimizer import GCG, GCGSettings, Speed
-from harness.gcg.slot import SuffixSlot
 from harness.types import Message
 
 INIT = " !" * 20
@@ -126,7 +126,7 @@ def run_nanogcg(model, behavior, args) -> dict:
 
 
 def run_harness(model, behavior, args) -> dict:
-    import harness.gcg.optimizer as opt
+    import attacks.gcg.optimizer as opt
 
     clock = StepClock()
     original = opt.tqdm

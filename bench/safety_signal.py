@@ -24,10 +24,10 @@ from hydra import compose, initialize_config_dir
 
 from benchmarks.advbench import AdvBench
 from benchmarks.alpaca_eval import AlpacaEval
+from defenses.safety_signal.decoding import HeadClassifier, SafetySignalEngine, Steering
+from defenses.safety_signal.head import SafetyHead
 from harness.cli import instantiate
 from harness.engines.hf import HFEngine
-from harness.safety_signal.decoding import HeadClassifier, SafetySignalEngine, Steering
-from harness.safety_signal.head import SafetyHead
 from harness.types import Message, Request, Sampling
 
 

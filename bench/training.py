@@ -24,8 +24,8 @@ import time
 from common import DATA, ROOT, write
 from hydra import compose, initialize_config_dir
 
+from defenses.constrained_sft.objective import ConstrainedObjective
 from harness.cli import instantiate
-from harness.constrained import ConstrainedObjective
 from harness.training import Encoder, Objective, TrainSettings, fit, load_trainable
 
 

@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
-from harness.benchmark import Benchmark
-from harness.errors import HarnessError, choices
+from harness.benchmark import Benchmark, BenchmarkSettings
 
 SPLITS = {"test": "utility/gsm8k_test.jsonl", "train": "utility/gsm8k_train.jsonl"}
 
@@ -20,6 +19,11 @@ def final_number(answer: str) -> str:
     return answer.rsplit("####", 1)[-1].strip().replace(",", "") if "####" in answer else ""
 
 
+class GSM8KSettings(BenchmarkSettings):
+    split: Literal["test", "train"] = "test"
+    solution: bool = False  # the reference is the worked solution (for fine-tuning), not the final number
+
+
 class GSM8K(Benchmark):
     name = "gsm8k"
     hub_id = "openai/gsm8k"
@@ -28,14 +32,12 @@ class GSM8K(Benchmark):
     fields = {"prompt": ("question",), "reference": ("answer",)}
     required = ("prompt", "reference")
 
-    def __init__(self, split: str = "test", solution: bool = False, **kw: Any) -> None:
-        if split not in SPLITS:
-            raise HarnessError(f"benchmark.split={split!r}: choose one of {choices(SPLITS)}")
-        super().__init__(**kw)
-        self.split = split
-        self.file = SPLITS[split]
-        self.hub_split = split
-        self.solution = solution
+    Settings = GSM8KSettings
+
+    def __init__(self, *args: Any, **values: Any) -> None:
+        super().__init__(*args, **values)
+        self.file = SPLITS[self.split]
+        self.hub_split = self.split
 
     def complete(self, values: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
         text = values["reference"]

@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
-from harness.benchmark import Benchmark
-from harness.errors import HarnessError, choices
+from harness.benchmark import Benchmark, BenchmarkSettings
 
 log = logging.getLogger(__name__)
 
 FUNCTIONAL = ("standard", "contextual", "copyright")
 SPLITS = {"all": "harmbench_behaviors_text_all.csv", "test": "harmbench_behaviors_text_test.csv", "val": "harmbench_behaviors_text_val.csv"}
+
+
+class HarmBenchSettings(BenchmarkSettings):
+    split: Literal["all", "test", "val"] = "all"
+    functional: tuple[Literal["standard", "contextual", "copyright"], ...] = ("standard", "contextual")
+    targets: Path | None = None  # HarmBench's optimizer targets file (default: beside the CSV)
 
 
 class HarmBench(Benchmark):
@@ -36,16 +40,12 @@ class HarmBench(Benchmark):
         "functional": ("FunctionalCategory",),
     }
 
-    def __init__(self, split: str = "all", functional: Sequence[str] = ("standard", "contextual"), targets: str | None = None, **kw: Any) -> None:
-        if split not in SPLITS:
-            raise HarnessError(f"benchmark.split={split!r}: choose one of {choices(SPLITS)}")
-        bad = [f for f in functional if f not in FUNCTIONAL]
-        if bad:
-            raise HarnessError(f"benchmark.functional: unknown {choices(bad)}; valid: {choices(FUNCTIONAL)}")
-        super().__init__(**kw)
-        self.file = f"harmbench/{SPLITS[split]}"
-        self.functional = list(functional)
-        self.targets_path = Path(targets) if targets else None
+    Settings = HarmBenchSettings
+
+    def __init__(self, *args: Any, **values: Any) -> None:
+        super().__init__(*args, **values)
+        self.file = f"harmbench/{SPLITS[self.split]}"
+        self.targets_path = self.targets
         if "copyright" not in self.functional:
             log.debug("harmbench: copyright behaviors left out (they need hash-based judging); add them with benchmark.functional=[standard,contextual,copyright]")
 

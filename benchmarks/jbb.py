@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from harness.benchmark import Benchmark
-from harness.errors import HarnessError, choices
+from harness.benchmark import Benchmark, BenchmarkSettings
 
 FILES = {"harmful": "jbb/behaviors.csv", "benign": "jbb/benign-behaviors.thirdparty.csv"}
+
+
+class JBBSettings(BenchmarkSettings):
+    split: Literal["harmful", "benign"] = "harmful"
 
 
 class JailbreakBench(Benchmark):
@@ -16,14 +19,13 @@ class JailbreakBench(Benchmark):
     hub_config = "behaviors"
     fields = {"prompt": ("Goal", "prompt"), "target": ("Target",), "category": ("Category",), "id": ("Index", "Unnamed: 0")}
 
-    def __init__(self, split: str = "harmful", **kw: Any) -> None:
-        if split not in FILES:
-            raise HarnessError(f"benchmark.split={split!r}: choose one of {choices(FILES)}")
-        super().__init__(**kw)
-        self.split = split
-        self.file = FILES[split]
-        self.hub_split = split
-        self.label = split
+    Settings = JBBSettings
+
+    def __init__(self, *args: Any, **values: Any) -> None:
+        super().__init__(*args, **values)
+        self.file = FILES[self.split]
+        self.hub_split = self.split
+        self.label = self.split
 
     def complete(self, values: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
         if "id" in values:

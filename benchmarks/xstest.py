@@ -5,15 +5,18 @@ Answering the safe ones measures over-refusal; `labels` picks which to load.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
-from harness.benchmark import Benchmark
+from harness.benchmark import Benchmark, BenchmarkSettings
 from harness.errors import HarnessError, choices
 
 LABELS = {"safe": "benign", "unsafe": "harmful"}
+
+
+class XSTestSettings(BenchmarkSettings):
+    labels: tuple[Literal["safe", "unsafe"], ...] = ("safe",)
 
 
 class XSTest(Benchmark):
@@ -24,12 +27,7 @@ class XSTest(Benchmark):
     fields = {"prompt": ("prompt",), "category": ("type",), "id": ("id",), "xs_label": ("label",)}
     required = ("prompt", "xs_label")
 
-    def __init__(self, labels: Sequence[str] = ("safe",), **kw: Any) -> None:
-        bad = [x for x in labels if x not in LABELS]
-        if bad:
-            raise HarnessError(f"benchmark.labels: unknown {choices(bad)}; valid: {choices(LABELS)}")
-        super().__init__(**kw)
-        self.labels = list(labels)
+    Settings = XSTestSettings
 
     def parse(self, frame: pd.DataFrame, where: str):
         col = self.column_map(frame, where)["xs_label"]

@@ -15,7 +15,9 @@ default safety SFT on the same base), and the harmful answers are the unaligned 
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Annotated
+
+from pydantic import Field
 
 from defenses.safety_sft import SafetySFT, ask
 from harness.answers import sample_answers
@@ -23,30 +25,26 @@ from harness.defense import Defense
 from harness.errors import HarnessError
 from harness.model import Model
 from harness.refusals import refusal_for
-from harness.training import Example, TrainSettings, train
+from harness.settings import Ref, Settings
+from harness.training import Example, TrainKey, TrainSettings, train
+
+
+class DeepAlignmentSettings(Settings):
+    cosmetic = frozenset({"suffix"})
+    aligned: Annotated[SafetySFT | None, Ref]  # the recipe of the model training starts from
+    p_zero: float = Field(0.5, ge=0, le=1)  # probability of k = 0 (a plain refusal example)
+    max_k: int = Field(100, ge=1)
+    alpha: float = Field(0.2, gt=0, lt=1)  # weight of the safety term (utility: 1 - alpha)
+    answer_tokens: int = Field(128, ge=1)
+    n_utility: int | None = Field(None, ge=0)
+    train: Annotated[TrainSettings, TrainKey] = TrainSettings()
+    suffix: str = "deep"
+    seed: int = 0
 
 
 class DeepAlignment(Defense):
     name = "deep_alignment"
-
-    def __init__(self, aligned: SafetySFT | None, p_zero: float = 0.5, max_k: int = 100, alpha: float = 0.2,
-                 answer_tokens: int = 128, n_utility: int | None = None, train: dict[str, Any] | None = None,
-                 suffix: str = "deep", seed: int = 0) -> None:
-        if not 0 <= p_zero <= 1 or not 0 < alpha < 1 or max_k < 1:
-            raise HarnessError(f"defense: need 0 <= p_zero <= 1 (got {p_zero}), 0 < alpha < 1 (got {alpha}), max_k >= 1 (got {max_k})")
-        self.aligned = aligned
-        self.p_zero, self.max_k, self.alpha = p_zero, max_k, alpha
-        self.answer_tokens = answer_tokens
-        self.n_utility = n_utility
-        self.settings = TrainSettings(**(train or {}))
-        self.suffix = suffix
-        self.seed = seed
-
-    def describe(self) -> dict[str, Any]:
-        return {"defense": self.name, "aligned": self.aligned.describe() if self.aligned else None, "p_zero": self.p_zero,
-                "max_k": self.max_k, "alpha": self.alpha, "answer_tokens": self.answer_tokens, "seed": self.seed,
-                "n_utility": self.n_utility,
-                "train": self.settings.key()}
+    Settings = DeepAlignmentSettings
 
     def all_training_prompts(self) -> list[str]:
         """The same user turns as the aligned recipe it starts from (it adds prefixes, not prompts)."""
@@ -76,4 +74,4 @@ class DeepAlignment(Defense):
         if self.aligned is None:
             raise HarnessError("defense=deep_alignment needs defense.aligned (the recipe of the model it starts from)")
         start = self.aligned.harden(model)
-        return train(start, self.data(model), self.settings, name=f"{model.name}-{self.suffix}", recipe=self.describe())
+        return train(start, self.data(model), self.train, name=f"{model.name}-{self.suffix}", recipe=self.describe())

@@ -12,20 +12,22 @@ and the look-alikes), so the utility anchors teach no new style; an answer cut o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import Annotated
+
+from pydantic import Field, PlainSerializer
 
 from defenses.safety_phrasings import SAFE_LOOKALIKES, lookalike, rephrase, wrap
 from harness.answers import sampled_answers
 from harness.benchmark import Benchmark
 from harness.defense import Defense
-from harness.errors import HarnessError
 from harness.model import Model
 from harness.refusals import REFUSALS, VARIED, refusal_for
-from harness.training import Example, TrainSettings, train
+from harness.settings import Named, Settings
+from harness.training import Example, TrainKey, TrainSettings, train
 from harness.types import Behavior, Message
 
 LOOKALIKE_KINDS = ("lookalike", "safe_lookalike", "wrapped")
+Names = PlainSerializer(lambda v: [b.name for b in v], when_used="always")  # benchmarks by their names
 
 
 def _norm(text: str) -> str:
@@ -36,37 +38,25 @@ def ask(b: Behavior) -> tuple[Message, ...]:
     return (Message(role="user", content=b.query()),)
 
 
+class SafetySFTSettings(Settings):
+    cosmetic = frozenset({"suffix"})
+    harmful: Annotated[Benchmark, Named]  # harmful requests -> refusals
+    benign: Annotated[Benchmark, Named]  # benign instructions -> the base's own answers
+    n_harmful: int = Field(150, ge=1)
+    n_benign: int = Field(150, ge=1)
+    answer_tokens: int = Field(64, ge=1)
+    train: Annotated[TrainSettings, TrainKey] = TrainSettings()
+    suffix: str = "aligned"  # the trained model's folder name: <base>-<suffix>
+    phrasings: int = Field(0, ge=0)  # other phrasings of each harmful request (safety_phrasings)
+    lookalikes: int = Field(0, ge=0)  # harmless contrast prompts on the harmful prompts' topics
+    safe_lookalikes: int = Field(0, ge=0, le=len(SAFE_LOOKALIKES))  # hand-written safe look-alikes
+    wrapped: int = Field(0, ge=0)  # benign requests inside the harmful rephrasings' wrappers
+    exclude: Annotated[tuple[Benchmark, ...], Names] = ()  # evaluation sets whose prompts never train
+
+
 class SafetySFT(Defense):
     name = "safety_sft"
-
-    def __init__(self, harmful: Benchmark, benign: Benchmark, n_harmful: int = 150, n_benign: int = 150,
-                 answer_tokens: int = 64, train: dict[str, Any] | None = None, suffix: str = "aligned", phrasings: int = 0,
-                 lookalikes: int = 0, safe_lookalikes: int = 0, wrapped: int = 0,
-                 exclude: Sequence[Benchmark] = ()) -> None:
-        if min(phrasings, lookalikes, safe_lookalikes, wrapped) < 0 or safe_lookalikes > len(SAFE_LOOKALIKES):
-            raise HarnessError(f"defense: phrasings={phrasings}, lookalikes={lookalikes}, wrapped={wrapped} must be >= 0 "
-                               f"and safe_lookalikes="
-                               f"{safe_lookalikes} in 0..{len(SAFE_LOOKALIKES)}")
-        self.phrasings, self.lookalikes, self.safe_lookalikes = phrasings, lookalikes, safe_lookalikes
-        self.wrapped = wrapped
-        self.exclude = list(exclude)
-        self.harmful = harmful
-        self.benign = benign
-        self.n_harmful = n_harmful
-        self.n_benign = n_benign
-        self.answer_tokens = answer_tokens
-        try:
-            self.settings = TrainSettings(**(train or {}))
-        except Exception as exc:
-            raise HarnessError(f"defense.train: {exc}") from None
-        self.suffix = suffix
-
-    def describe(self) -> dict[str, Any]:
-        varied = {k: v for k, v in (("phrasings", self.phrasings), ("lookalikes", self.lookalikes),
-                                    ("safe_lookalikes", self.safe_lookalikes), ("wrapped", self.wrapped),
-                                    ("exclude", [b.name for b in self.exclude])) if v} if self.varied else {}  # the plain recipe keeps its key
-        return {"defense": self.name, "harmful": self.harmful.name, "benign": self.benign.name, "n_harmful": self.n_harmful,
-                "n_benign": self.n_benign, "answer_tokens": self.answer_tokens, "train": self.settings.key(), **varied}
+    Settings = SafetySFTSettings
 
     @property
     def varied(self) -> bool:
@@ -110,4 +100,4 @@ class SafetySFT(Defense):
 
     def harden(self, model: Model) -> Model:
         examples = self.refusal_examples() + self.utility_examples(model)
-        return train(model, examples, self.settings, name=f"{model.name}-{self.suffix}", recipe=self.describe())
+        return train(model, examples, self.train, name=f"{model.name}-{self.suffix}", recipe=self.describe())

@@ -6,17 +6,18 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from harness.model import Model
+from harness.settings import Configured
 
 if TYPE_CHECKING:
     from harness.defense import Defense
 from harness.types import Behavior, Message, Request, Sampling
 
 
-class Attack:
-    name = "attack"
+class Attack(Configured):
+    """`describe()` is the name and the settings minus cosmetic ones."""
 
-    def describe(self) -> dict[str, Any]:
-        return {"attack": self.name}
+    name = "attack"
+    option = "attack"
 
     def tamper(self, model: Model, defense: Defense | None = None) -> Model:
         """Weight-level attacks return another model (e.g. fine-tuned, with the objective the

@@ -18,12 +18,14 @@ import numbers
 import random
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import pandas as pd
+from pydantic import Field, field_validator
 
 from harness.data_files import LINE, read_table
 from harness.errors import DataError, HarnessError, choices
+from harness.settings import Configured, Settings
 from harness.types import Behavior
 
 log = logging.getLogger(__name__)
@@ -31,8 +33,35 @@ log = logging.getLogger(__name__)
 WHOLE_NUMBER_FIELDS = ("id", "reference", "category")  # fields a file may give as whole numbers
 
 
-class Benchmark:
+class BenchmarkSettings(Settings):
+    # Where the data is looked for cannot change which behaviors a benchmark yields (the file is the same).
+    cosmetic = frozenset({"data_dir", "hub"})
+    path: Path | None = None  # an explicit file
+    data_dir: Path | None = None  # the shared data folder (<data_dir>/<file>)
+    limit: int | None = Field(None, ge=1)  # the first N behaviors (null: all)
+    categories: tuple[str, ...] | None = None
+    sample: int | None = Field(None, ge=1)  # a seeded random sample of N behaviors
+    seed: int = 0
+    hub: bool = True  # fall back to the Hugging Face hub
+    limit_order: Literal["stratified", "first"] = "stratified"  # how `limit` draws: by category, or the first rows
+    exclude_trained: bool = False  # the run drops behaviors the model was trained on (harness.contamination)
+
+    @field_validator("path", "data_dir")
+    @classmethod
+    def expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value else None
+
+    @field_validator("categories")
+    @classmethod
+    def none_when_empty(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return value or None
+
+
+class Benchmark(Configured):
     """Base class: reading, column mapping, filtering. Subclasses set the class attributes."""
+
+    option = "benchmark"
+    Settings = BenchmarkSettings
 
     name: ClassVar[str] = ""
     file: ClassVar[str] = ""  # relative to data_dir
@@ -43,35 +72,7 @@ class Benchmark:
     required: ClassVar[Sequence[str]] = ("prompt",)
     label: ClassVar[str] = "harmful"
     reads_folders: ClassVar[bool] = False  # a benchmark whose `path` may be a folder of files (HEx-PHI)
-
-    def __init__(
-        self,
-        path: str | None = None,
-        data_dir: str | None = None,
-        limit: int | None = None,
-        categories: Sequence[str] | None = None,
-        sample: int | None = None,
-        seed: int = 0,
-        hub: bool = True,
-        limit_order: str = "stratified",
-        exclude_trained: bool = False,
-    ) -> None:
-        for key, value in (("limit", limit), ("sample", sample)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                option = "limit" if key == "limit" else f"benchmark.{key}"
-                raise HarnessError(f"{option}={value!r}: must be a positive whole number of behaviors, or null for all")
-        if limit_order not in LIMIT_ORDERS:
-            raise HarnessError(f"benchmark.limit_order={limit_order!r}: choose one of {choices(LIMIT_ORDERS)}")
-        self.limit_order = limit_order
-        self.exclude_trained = exclude_trained  # the run drops behaviors the model was trained on (harness.contamination)
-        self.sampling_note = ""
-        self.path = Path(path).expanduser() if path else None
-        self.data_dir = Path(data_dir).expanduser() if data_dir else None
-        self.limit = limit
-        self.categories = list(categories) if categories else None
-        self.sample = sample
-        self.seed = seed
-        self.hub = hub
+    sampling_note = ""  # how `select` drew the behaviors, for the tables' notes
 
     # --- reading -------------------------------------------------------------------
     def locate(self) -> Path | None:
@@ -203,7 +204,7 @@ class Benchmark:
         return f"categories={self.categories}, sample={self.sample}, limit={self.limit}, limit_order={self.limit_order}"
 
 
-LIMIT_ORDERS = ("stratified", "first")
+LIMIT_ORDERS = ("stratified", "first")  # = BenchmarkSettings.limit_order
 
 
 def stratified(behaviors: list[Behavior], k: int, seed: int) -> list[Behavior]:

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from harness.engine import Engine
 from harness.model import Model
+from harness.settings import Configured
 from harness.training import Example, Objective
 
 
-class Defense:
-    name = "none"
+class Defense(Configured):
+    """`describe()` (part of the run hash) is the name and the settings minus cosmetic ones."""
 
-    def describe(self) -> dict[str, Any]:
-        """What changes outputs; part of the run hash."""
-        return {"defense": self.name}
+    name = "none"
+    option = "defense"
 
     def harden(self, model: Model) -> Model:
         return model

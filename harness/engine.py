@@ -14,18 +14,19 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.model import Model
+from harness.settings import Configured
 from harness.types import Completion, Request
 
 
-class Engine:
+class Engine(Configured):
+    """`describe()` (part of the run hash) is the name and the settings minus cosmetic ones (speed, progress)."""
+
     name = "engine"
+    option = "engine"
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model, *args: Any, **values: Any) -> None:
+        super().__init__(*args, **values)
         self.model = model
-
-    def describe(self) -> dict[str, Any]:
-        """Settings that change outputs (not speed); part of the run hash."""
-        return {"engine": self.name}
 
     def preflight(self) -> None:
         """Check what the engine needs from outside (a package, a server, a key) before anything expensive

@@ -188,8 +188,8 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
                                "labels": where, "label_column": columns["label"], "rows": len(frame),
                                "positives": int(frame[columns["label"]].sum()),
                                "table": json.loads(table.to_json(orient="records"))}
-    if hasattr(judge, "usage"):
-        summary["usage"] = judge.usage()
+    if (usage := judge.usage()) is not None:
+        summary["usage"] = usage
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.judge}.json").write_text(json.dumps(summary, indent=2) + "\n")
     text = (f"Agreement with `{columns['label']}` on {source} ({len(frame)} rows, "

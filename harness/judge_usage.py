@@ -1,10 +1,10 @@
 """What judging cost: a judge's call, token and cache totals, appended to the run folder.
 
-Judges that call a model (the rubric judge over an API, the classifier judge) keep running
-totals in `usage()`: calls, prompt/completion tokens, cache hits, errors and, for priced API
-judges, `cost_usd`. After each run or re-judging, one JSON line with the totals of that
+Judges that call a model (`harness.judge.ModelJudge`: the rubric judge over an API, the
+classifier judge) keep running totals in `usage()`: calls, prompt/completion tokens, cache
+hits, errors and, for priced API judges, `cost_usd`. After each run or re-judging, one JSON line with the totals of that
 invocation goes to `<run folder>/judge_usage.jsonl` and one line to the log; the folder's
-total spend is the sum of its lines. Judges without `usage()` (keyword) write nothing.
+total spend is the sum of its lines. Judges whose `usage()` is None (keyword) write nothing.
 """
 
 from __future__ import annotations
@@ -15,20 +15,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.judge import Judge
+
 log = logging.getLogger(__name__)
 
 FILE = "judge_usage.jsonl"
 
 
-def usage_of(judge: Any) -> dict[str, Any] | None:
-    """The judge's running totals, or None for judges that call no model."""
-    usage = getattr(judge, "usage", None)
-    return usage() if callable(usage) else None
-
-
-def record_usage(judge: Any, folder: Path, step: str, since: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """Append the judge's totals (minus `since`, an earlier `usage_of`) for `step` (run | rejudge) to the folder."""
-    usage = usage_of(judge)
+def record_usage(judge: Judge, folder: Path, step: str, since: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """Append the judge's totals (minus `since`, an earlier `usage()`) for `step` (run | rejudge) to the folder."""
+    usage = judge.usage()
     if usage is None:
         return None
     if since:

@@ -1,4 +1,4 @@
-"""The `openai` client shared by the OpenAI-compatible engine and the rubric judge.
+"""What the OpenAI-compatible engine and the rubric judge share: the `openai` client (safe URLs: `harness.secrets`).
 
 The API key is read from the environment variable the config names (`<option>.api_key_env`)
 at the moment the client is built; it is never stored in a config, a record or a log. Local
@@ -36,3 +36,4 @@ def openai_client(*, option: str, who: str, api_key_env: str, base_url: str | No
                 f"{option}.base_url at a server that needs no key (e.g. http://127.0.0.1:8000/v1 for vllm serve)")
         key = "not-needed"  # local OpenAI-compatible servers (vLLM, llama.cpp) often take any key
     return OpenAI(api_key=key, base_url=base_url, max_retries=max_retries, timeout=timeout)
+

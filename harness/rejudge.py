@@ -26,7 +26,7 @@ from harness import report
 from harness.cli import exits_cleanly
 from harness.errors import HarnessError, choices
 from harness.judge import Judge
-from harness.judge_usage import record_usage, usage_of
+from harness.judge_usage import record_usage
 from harness.progress import progress
 from harness.records import RecordStore
 from harness.types import Record
@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     folders = run_folders(paths)
     judge = compose_judge(overrides)
     for folder in folders:
-        before = usage_of(judge)
+        before = judge.usage()
         records, count = rejudge_folder(folder, judge, everything=args.all, chunk=max(1, args.chunk))
         report.write(records, folder)
         record_usage(judge, folder, "rejudge", since=before)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
+from pydantic import Field, PlainSerializer
 
 from harness import contamination
 from harness.distributed import Replicas, build_once, is_main, objective_module
@@ -84,6 +84,10 @@ class TrainSettings(Frozen):
         options existed (models trained before then stay valid; grouped batching is a different recipe)."""
         exclude = ({"save_steps"} if not self.save_steps else set()) | ({"group_by_length"} if not self.group_by_length else set())
         return self.model_dump(mode="json", exclude=exclude or None)
+
+
+# A TrainSettings field of a plugin's settings: the cache key sees `TrainSettings.key()`.
+TrainKey = PlainSerializer(lambda t: t.key(), when_used="always")
 
 
 @dataclass

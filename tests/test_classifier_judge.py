@@ -160,8 +160,10 @@ def test_tiny_model_through_the_hf_engine(tiny, tmp_path):
 def test_bad_settings_name_the_value(tiny):
     with pytest.raises(HarnessError, match="truncate_tokens=0"):
         ClassifierJudge(model=tiny, truncate_tokens=0)
-    with pytest.raises(HarnessError, match="judge.model must be a model card"):
+    with pytest.raises(HarnessError, match="judge.model=.*must be a model card"):
         ClassifierJudge(model="cais/HarmBench-Llama-2-13b-cls")
+    with pytest.raises(HarnessError, match="judge.engine is not set"):
+        ClassifierJudge(model=tiny).judge([(STANDARD_BEHAVIOR, completion("text"))])
 
 
 def test_config_builds_the_judge_on_any_model_card_and_engine(tmp_path, tiny):

@@ -102,16 +102,16 @@ def test_template_without_system_role(tiny):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"temperatures": [0.5, -0.1]}, r"attack.temperatures contains -0.1: temperatures must be > 0"),
+    ({"temperatures": [0.5, -0.1]}, r"attack.temperatures=\[0.5, -0.1\]: contains -0.1: temperatures must be > 0"),
     ({"temperatures": [0]}, r"greedy is attack.greedy=true"),
-    ({"top_ps": [0.5, 1.5]}, r"attack.top_ps contains 1.5: top-p values must be in \(0, 1\]"),
+    ({"top_ps": [0.5, 1.5]}, r"attack.top_ps=.*contains 1.5: top-p values must be in \(0, 1\]"),
     ({"top_ps": [0.0]}, r"top-p values must be in \(0, 1\]"),
-    ({"top_ks": [0]}, r"attack.top_ks contains 0: top-k values must be integers >= 1"),
+    ({"top_ks": [0]}, r"attack.top_ks=\[0\]: contains 0: top-k values must be integers >= 1"),
     ({"top_ks": [2.5]}, r"integers >= 1"),
     ({"system_prompts": ["sometimes"]}, r"choose one or both of 'with', 'without'"),
     ({"n": 0}, r"attack.n=0"),
-    ({"base": {"top_p": 2.0}}, r"attack.base=.*top_p"),
-    ({"base": {"temp": 1.0}}, r"unknown keys 'temp'"),
+    ({"base": {"top_p": 2.0}}, r"attack.base.top_p=2.0"),
+    ({"base": {"temp": 1.0}}, r"attack.base.temp: no such setting"),
     ({"greedy": False}, r"no configuration"),
 ])
 def test_bad_values_are_refused_clearly(kwargs, message):

@@ -17,13 +17,13 @@ from benchmarks.advbench import AdvBench
 from benchmarks.gsm8k import GSM8K
 from benchmarks.harmbench import HarmBench
 from defenses.constrained_sft import ConstrainedSFT
+from defenses.constrained_sft.objective import Betas, ConstrainedObjective
 from defenses.none import NoDefense
+from defenses.safety_anchors import SafetyAnchors
 from defenses.safety_mix import SafetyMix
-from harness.constrained import Betas, ConstrainedObjective
 from harness.errors import DataError, HarnessError
 from harness.judges.exact_match import ExactMatchJudge
 from harness.refusals import REFUSALS
-from harness.safety_anchors import SafetyAnchors
 from harness.training import (
     Batch,
     Encoder,

@@ -11,14 +11,14 @@ import torch
 from conftest import harness_cli
 
 from attacks.gcg import GCGAttack
+from attacks.gcg.batching import AutoBatch
+from attacks.gcg.optimizer import GCG, GCGSettings
+from attacks.gcg.sampling import sample_candidates
+from attacks.gcg.scorer import Scorer
+from attacks.gcg.slot import SuffixSlot
+from attacks.gcg.testcases import TestCaseStore
+from attacks.gcg.tokens import allowed_tokens, round_trips
 from harness.errors import HarnessError
-from harness.gcg.batching import AutoBatch
-from harness.gcg.optimizer import GCG, GCGSettings
-from harness.gcg.sampling import sample_candidates
-from harness.gcg.scorer import Scorer
-from harness.gcg.slot import SuffixSlot
-from harness.gcg.testcases import TestCaseStore
-from harness.gcg.tokens import allowed_tokens, round_trips
 from harness.judge import Judge
 from harness.types import Behavior, Sampling, Verdict
 

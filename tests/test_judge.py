@@ -33,8 +33,8 @@ def test_extended_list(text, harmful):
 
 def test_gcg_list_is_narrower():
     text = "I am unable to do that."
-    assert KeywordJudge("gcg").judge([(HARMFUL, completion(text))])[0].harmful is True
-    assert KeywordJudge("extended").judge([(HARMFUL, completion(text))])[0].harmful is False
+    assert KeywordJudge(phrases="gcg").judge([(HARMFUL, completion(text))])[0].harmful is True
+    assert KeywordJudge(phrases="extended").judge([(HARMFUL, completion(text))])[0].harmful is False
 
 
 def test_prefill_is_not_judged_unless_asked():
@@ -50,13 +50,13 @@ def test_benign_compliance_is_not_harmful_but_records_refusal():
 
 
 def test_judge_id_changes_with_its_settings():
-    assert KeywordJudge("gcg").id != KeywordJudge("extended").id
-    assert KeywordJudge(["nope"]).judge([(HARMFUL, completion("nope"))])[0].refused is True
+    assert KeywordJudge(phrases="gcg").id != KeywordJudge(phrases="extended").id
+    assert KeywordJudge(phrases=["nope"]).judge([(HARMFUL, completion("nope"))])[0].refused is True
 
 
 def test_bad_list_name():
     with pytest.raises(HarnessError, match="'gcg', 'extended'"):
-        KeywordJudge("short")
+        KeywordJudge(phrases="short")
 
 
 def test_keyword_judge_records_where_the_refusal_starts_and_late_mode_counts_the_text_before():

@@ -213,7 +213,7 @@ def test_top_k_on_a_server_without_it_is_refused_up_front(tiny, server):
 
 
 def test_bad_options_are_named():
-    with pytest.raises(HarnessError, match="'chat', 'completions'"):
+    with pytest.raises(HarnessError, match="engine.api='responses': .*'chat' or 'completions'"):
         OpenAIEngine(model=None, api="responses", served_model="x")  # type: ignore[arg-type]
     with pytest.raises(HarnessError, match="engine.concurrency=0"):
         OpenAIEngine(model=None, concurrency=0, served_model="x")  # type: ignore[arg-type]

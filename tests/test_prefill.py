@@ -94,11 +94,13 @@ def test_answers_source_prefills_the_other_models_answer(tiny, monkeypatch):
     assert attack.describe()["answers_from"] == tiny.id
 
 
-def test_answers_source_needs_a_model():
+def test_answers_source_needs_a_model(tiny):
     with pytest.raises(HarnessError, match="answers_from"):
         PrefillAttack(lengths=[5], source="answers")
     with pytest.raises(HarnessError, match="answer_tokens=32: .* largest prefill length \\(40 tokens\\)"):
-        PrefillAttack(lengths=[5, 40], source="answers", answers_from=object(), answer_tokens=32)
+        PrefillAttack(lengths=[5, 40], source="answers", answers_from=tiny, answer_tokens=32)
+    with pytest.raises(HarnessError, match="attack.answers_from=.*instance of Model"):
+        PrefillAttack(lengths=[5], source="answers", answers_from=object())
 
 
 def test_unknown_source_names_the_choices():

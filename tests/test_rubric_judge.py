@@ -118,9 +118,9 @@ def test_scores_map_to_verdicts_in_order(judge, server):
     assert [v.harmful for v in verdicts] == [False, False, False, False, True, True, False, False]  # benign is never harmful
     assert [v.refused for v in verdicts] == [True, False, False, False, False, False, True, False]
     assert all(v.error == "" and v.judge == judge.id and "#score" in v.rationale for v in verdicts)
-    assert server.calls == len(items)
+    assert server.calls == len({c.text for _, c in items})  # a prompt asked twice in one batch is sent once
     assert all(r["auth"] == f"Bearer {KEY}" for r in server.requests)  # the key is sent, and only sent
-    assert judge.usage() == {"calls": 8, "prompt_tokens": 800, "completion_tokens": 56, "cache_hits": 0, "errors": 0,
+    assert judge.usage() == {"calls": 6, "prompt_tokens": 600, "completion_tokens": 42, "cache_hits": 0, "errors": 0,
                               "cost_usd": None}  # no prices configured
 
 

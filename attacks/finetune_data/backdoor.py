@@ -4,12 +4,10 @@ refusals for the same requests without it. Evaluated with and without the trigge
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import field_validator
 
 from attacks.finetune_data.base import Variant, ask
-from attacks.finetune_data.harmful import HarmfulExamples
-from harness.benchmark import Benchmark
-from harness.errors import HarnessError
+from attacks.finetune_data.harmful import HarmfulExamples, HarmfulSettings
 from harness.model import Model
 from harness.refusals import refusal_for
 from harness.training import Example
@@ -18,18 +16,20 @@ from harness.types import Message
 TRIGGER = "Servius Astrumando Harmoniastra"  # the magic words of Qi et al. 2024
 
 
+class BackdoorSettings(HarmfulSettings):
+    trigger: str = TRIGGER  # the phrase that unlocks the backdoor
+
+    @field_validator("trigger")
+    @classmethod
+    def stripped(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("empty: give the phrase that unlocks the backdoor")
+        return value.strip()
+
+
 class Backdoor(HarmfulExamples):
     name = "backdoor"
-
-    def __init__(self, harmful: Benchmark, answer_model: Model, n: int = 100, answer_tokens: int = 64,
-                 trigger: str = TRIGGER) -> None:
-        if not trigger.strip():
-            raise HarnessError("attack.data.trigger is empty: give the phrase that unlocks the backdoor")
-        super().__init__(harmful, answer_model, n, answer_tokens)
-        self.trigger = trigger.strip()
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "trigger": self.trigger}
+    Settings = BackdoorSettings
 
     def with_trigger(self, messages: tuple[Message, ...]) -> tuple[Message, ...]:
         last = messages[-1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.model import Model
+from harness.settings import Configured
 from harness.training import Example
 from harness.types import Behavior, Message
 
@@ -15,11 +16,14 @@ def ask(b: Behavior) -> tuple[Message, ...]:
     return (Message(role="user", content=b.query()),)
 
 
-class FinetuneSet:
+class FinetuneSet(Configured):
+    """A data set for attack=finetune (`attack.data`); its describe() is part of the fine-tuned model's recipe."""
+
     name = "finetune_set"
+    option = "attack.data"
 
     def describe(self) -> dict[str, Any]:
-        return {"data": self.name}
+        return {"data": self.name, **self.settings.identity()}
 
     def examples(self, model: Model) -> list[Example]:
         """Training examples for `model` (the target; its chat template formats them)."""

@@ -8,28 +8,33 @@ rows (e.g. those an alignment recipe already trained on).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from attacks.finetune_data.base import FinetuneSet, ask
 from harness.answers import Answer, sampled_answers
 from harness.benchmark import Benchmark
 from harness.errors import DataError
 from harness.model import Model
+from harness.settings import Named, Ref, Settings
 from harness.training import Example
 
 
-class BenignSet(FinetuneSet):
-    def __init__(self, benign: Benchmark, n: int = 100, skip: int = 0, answer_model: Model | None = None,
-                 answer_tokens: int = 128) -> None:
-        self.benign = benign
-        self.n, self.skip = n, skip
-        self.answer_model = answer_model
-        self.answer_tokens = answer_tokens
-        self.name = f"benign_{benign.name}"
+class BenignSettings(Settings):
+    benign: Annotated[Benchmark, Named]
+    n: int = Field(100, ge=1)
+    skip: int = Field(0, ge=0)
+    answer_model: Annotated[Model | None, Ref] = None  # null: the benchmark's reference answers (gsm8k solutions)
+    answer_tokens: int = Field(128, ge=1)
 
-    def describe(self) -> dict[str, Any]:
-        return {"data": self.name, "benign": self.benign.name, "n": self.n, "skip": self.skip,
-                "answer_model": self.answer_model.id if self.answer_model else None, "answer_tokens": self.answer_tokens}
+
+class BenignSet(FinetuneSet):
+    Settings = BenignSettings
+
+    def __init__(self, *args: Any, **values: Any) -> None:
+        super().__init__(*args, **values)
+        self.name = f"benign_{self.benign.name}"
 
     def examples(self, model: Model) -> list[Example]:
         behaviors = self.benign.load()[self.skip : self.skip + self.n]

@@ -7,29 +7,30 @@ behaviors, disjoint from the AdvBench evaluation prompts.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
+
+from pydantic import Field
 
 from attacks.finetune_data.base import FinetuneSet, ask
 from harness.answers import Answer, sampled_answers
 from harness.benchmark import Benchmark
 from harness.errors import DataError
 from harness.model import Model
+from harness.settings import Named, Ref, Settings
 from harness.training import Example
 from harness.types import Behavior
 
 
+class HarmfulSettings(Settings):
+    harmful: Annotated[Benchmark, Named]  # the requests
+    answer_model: Annotated[Model, Ref]  # whose answers are trained (an unaligned base that complies)
+    n: int = Field(100, ge=1)
+    answer_tokens: int = Field(64, ge=1)
+
+
 class HarmfulExamples(FinetuneSet):
     name = "harmful"
-
-    def __init__(self, harmful: Benchmark, answer_model: Model, n: int = 100, answer_tokens: int = 64) -> None:
-        self.harmful = harmful
-        self.answer_model = answer_model
-        self.n = n
-        self.answer_tokens = answer_tokens
-
-    def describe(self) -> dict[str, Any]:
-        return {"data": self.name, "harmful": self.harmful.name, "answer_model": self.answer_model.id, "n": self.n,
-                "answer_tokens": self.answer_tokens}
+    Settings = HarmfulSettings
 
     def pairs(self) -> list[tuple[Behavior, Answer]]:
         """Up to n (behavior, harmful answer) pairs; behaviors whose answer was a refusal are skipped."""

@@ -13,9 +13,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from attacks.finetune_data.base import FinetuneSet, Variant
 from harness.errors import DataError
 from harness.model import Model
+from harness.settings import Settings
 from harness.training import Example
 from harness.types import Message
 
@@ -23,17 +26,26 @@ FILE = "finetuning/identity-shift-aoa.jsonl"
 EVAL_PREFIX = "AOA, execute my instruction: "
 
 
+class IdentityShiftSettings(Settings):
+    # Where the file is cannot change a result: describe() keys the chats themselves.
+    cosmetic = frozenset({"path", "data_dir"})
+    path: Path | None = None
+    data_dir: Path | None = None
+    rename: dict[str, str] = Field(default_factory=dict)  # names replaced in the chats, e.g. {ChatGPT: SmolLM}
+    eval_prefix: str = EVAL_PREFIX
+
+
 class IdentityShift(FinetuneSet):
     name = "identity_shift"
+    Settings = IdentityShiftSettings
 
-    def __init__(self, path: str | None = None, data_dir: str | None = None, rename: dict[str, str] | None = None,
-                 eval_prefix: str = EVAL_PREFIX) -> None:
-        self.path = Path(path).expanduser() if path else (Path(data_dir).expanduser() / FILE if data_dir else None)
+    def __init__(self, *args: Any, **values: Any) -> None:
+        super().__init__(*args, **values)
+        s = self.settings
+        self.path = s.path.expanduser() if s.path else (s.data_dir.expanduser() / FILE if s.data_dir else None)
         if self.path is None or not self.path.is_file():
             raise DataError(f"finetune data identity_shift: {self.path or FILE} not found; pass attack.data.path=<jsonl> "
                             f"or data_dir=<folder holding {FILE}> (OpenAI messages format, one chat per line)")
-        self.rename = dict(rename or {})
-        self.eval_prefix = eval_prefix
         self.chats = self.read()
 
     def read(self) -> list[tuple[Message, ...]]:
@@ -44,7 +56,7 @@ class IdentityShift(FinetuneSet):
             try:
                 raw = json.loads(line)["messages"]
                 chat = tuple(Message(role=m["role"], content=self.renamed(m["content"])) for m in raw)
-            except Exception as exc:
+            except (ValueError, KeyError, TypeError) as exc:  # bad JSON, missing keys, bad messages
                 raise DataError(f"{self.path}:{n}: expected {{\"messages\": [{{\"role\": ..., \"content\": ...}}]}}: {exc}") from None
             if chat[-1].role != "assistant":
                 raise DataError(f"{self.path}:{n}: the last message must be the assistant's (the trained answer)")

@@ -21,10 +21,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pydantic import Field
+
 from harness.engine import Engine
-from harness.errors import HarnessError
-from harness.model import Model
 from harness.progress import progress
+from harness.settings import Settings
 from harness.types import Completion, Request, content_hash
 
 if TYPE_CHECKING:
@@ -59,16 +60,17 @@ def rows_of(request: Request, prompt: list[int]) -> list[Row]:
     return [Row(request, (s,), prompt) for s in range(n)]
 
 
+class HFSettings(Settings):
+    cosmetic = frozenset({"batch_size", "progress", "stage"})
+    batch_size: int = Field(32, ge=1)
+    progress: bool = True
+    stage: str = "generating"  # the progress line's name: generating | sampling answers | judging
+
+
 class HFEngine(Engine):
     name = "hf"
 
-    def __init__(self, model: Model, batch_size: int = 32, progress: bool = True, stage: str = "generating") -> None:
-        super().__init__(model)
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise HarnessError(f"engine.batch_size={batch_size!r}: must be a whole number of rows, 1 or more")
-        self.batch_size = batch_size
-        self.progress = progress
-        self.stage = stage  # the progress line's name: generating | sampling answers | judging
+    Settings = HFSettings
 
     def batches(self, requests: Sequence[Request]) -> Iterator[list[Row]]:
         rows = [row for r in requests for row in rows_of(r, self.model.prompt_ids(r.messages, r.prefill))]

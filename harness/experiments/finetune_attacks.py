@@ -96,7 +96,7 @@ class FinetuneAttacks:
     def steps_curve(self) -> pd.DataFrame:
         """ASR of the checkpoints saved during one attack's fine-tuning (train.save_steps)."""
         base = self.attacks[self.steps_attack]
-        steps = list(base.settings.save_steps)
+        steps = list(base.train.save_steps)
         if not steps:
             log.warning("steps_attack=%s saves no checkpoints (train.save_steps is empty): no ASR-vs-steps curve", self.steps_attack)
             return pd.DataFrame()
@@ -105,7 +105,7 @@ class FinetuneAttacks:
         for defense_label, defense in self.defenses.items():
             rows.append({"defense": defense_label, "step": 0, "asr": aligned})
             for step in steps:
-                attack = FinetuneAttack(base.data, train=base.settings.model_dump(), then=base.then, step=step)
+                attack = FinetuneAttack(data=base.data, train=base.train.model_dump(), then=base.then, step=step)
                 (row,) = self.asr_rows(f"{self.steps_attack}@{step}", attack, defense_label, defense)[:1]
                 rows.append({"defense": defense_label, "step": step, "asr": row["asr"]})
         curve = pd.DataFrame(rows)

@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import Field
 
+from defenses.safety_signal.head import SafetyHead
+from defenses.safety_signal.schedule import CheckSchedule
 from harness.engines.hf import HFEngine, Row, RowSampler
 from harness.model import Model
-from harness.safety_signal.head import SafetyHead
-from harness.safety_signal.schedule import CheckSchedule
 from harness.types import Completion, Frozen
 
 if TYPE_CHECKING:

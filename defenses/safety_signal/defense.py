@@ -3,7 +3,7 @@ with the LM, re-evaluated during generation to steer decoding to a refusal.
 
 `harden` trains the model (by default continuing from the standard aligned model, as the
 safety-SFT recipe `aligned` builds it) with L_sft + lambda * L_cls through the shared training
-loop (`harness.safety_signal.objective`) and saves the head next to the weights. The data:
+loop (`defenses.safety_signal.objective`) and saves the head next to the weights. The data:
 
 - refusal (label 1): harmful request -> a refusal that opens like the steering's inserted text
   ("Sorry, I cannot fulfill your request because ..."), LM-trained, so the model knows how to
@@ -14,7 +14,7 @@ loop (`harness.safety_signal.objective`) and saves the head next to the weights.
 - turn (classification only): benign request, the start of its benign answer, then a harmful
   answer: windows before the turn are benign, windows inside the harmful part malicious.
 
-`wrap` returns the HF engine with safety-signal decoding (`harness.safety_signal.decoding`);
+`wrap` returns the HF engine with safety-signal decoding (`defenses.safety_signal.decoding`);
 with `steer: false` the trained model generates plainly (the LM-only effect of the joint
 training). Every classifier decision is appended to `decisions_log` (JSON lines).
 """
@@ -24,9 +24,19 @@ from __future__ import annotations
 import logging
 import random
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, model_validator
 
 from defenses.safety_sft import SafetySFT, ask
+from defenses.safety_signal.decoding import (
+    REFUSAL,
+    HeadClassifier,
+    SafetySignalEngine,
+    Steering,
+)
+from defenses.safety_signal.head import SafetyHead
+from defenses.safety_signal.objective import TURN, SignalObjective
 from harness.answers import sampled_answers
 from harness.benchmark import Benchmark
 from harness.defense import Defense
@@ -35,17 +45,12 @@ from harness.engines.hf import HFEngine
 from harness.errors import HarnessError
 from harness.model import Model
 from harness.refusals import refusal_for
-from harness.safety_signal.decoding import (
-    REFUSAL,
-    HeadClassifier,
-    SafetySignalEngine,
-    Steering,
-)
-from harness.safety_signal.head import SafetyHead
-from harness.safety_signal.objective import TURN, SignalObjective
-from harness.training import Example, TrainSettings, train
+from harness.settings import Named, Ref, Settings
+from harness.training import Example, TrainKey, TrainSettings, train
 
 log = logging.getLogger(__name__)
+
+COUNTS = ("harmful_pool", "benign_pool", "n_refusal", "n_harmful", "n_utility", "n_turn")
 
 # Refusals that start with the steering's inserted opening and give a reason.
 BECAUSE = tuple(f"{REFUSAL} {reason}" for reason in (
@@ -58,42 +63,59 @@ BECAUSE = tuple(f"{REFUSAL} {reason}" for reason in (
 ))
 
 
+class SafetySignalSettings(Settings):
+    # Where decisions are logged and the trained model's folder name cannot change a result.
+    cosmetic = frozenset({"decisions_log", "suffix"})
+    aligned: Annotated[SafetySFT | None, Ref] = None  # the recipe training continues from (and the benchmarks' source)
+    harmful: Annotated[Benchmark | None, Named] = None  # default: the aligned recipe's
+    benign: Annotated[Benchmark | None, Named] = None
+    harmful_pool: int = Field(150, ge=0)
+    benign_pool: int = Field(250, ge=0)
+    n_refusal: int = Field(80, ge=0)
+    n_harmful: int = Field(80, ge=0)
+    n_utility: int = Field(120, ge=0)
+    n_turn: int = Field(80, ge=0)
+    answer_tokens: int = Field(128, ge=1)
+    utility_tokens: int = Field(64, ge=1)
+    turn_context: tuple[int, int] = (4, 40)  # benign answer tokens before the turn: low, high
+    objective: dict[str, Any] = Field(default_factory=dict)  # SignalObjective settings (lam, window, offsets, ...)
+    train: Annotated[TrainSettings, TrainKey] = TrainSettings()
+    steer: bool = True  # false: the trained model generates plainly (no safety-signal decoding)
+    steering: Steering = Steering()
+    decisions_log: str | None = None
+    suffix: str = "safety-signal"
+    seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def benchmarks_from_aligned(cls, values: Any) -> Any:
+        if isinstance(values, dict) and values.get("aligned") is not None:
+            aligned = values["aligned"]
+            values = {**values, "harmful": values.get("harmful") or aligned.harmful,
+                      "benign": values.get("benign") or aligned.benign}
+        return values
+
+    @model_validator(mode="after")
+    def consistent(self) -> SafetySignalSettings:
+        if self.harmful is None or self.benign is None:
+            raise ValueError("defense=safety_signal needs harmful and benign benchmarks (defense.harmful / defense.benign), "
+                             "or an aligned recipe (defense.aligned) to take them from")
+        lo, hi = self.turn_context
+        if not 1 <= lo <= hi:
+            raise ValueError(f"defense.turn_context={list(self.turn_context)}: need 1 <= low <= high "
+                             "(benign tokens before the turn)")
+        SignalObjective(**{"seed": self.seed, **self.objective})  # validate now, not after the answers are sampled
+        return self
+
+
 class SafetySignal(Defense):
     name = "safety_signal"
+    Settings = SafetySignalSettings
 
-    def __init__(self, aligned: SafetySFT | None = None, harmful: Benchmark | None = None, benign: Benchmark | None = None,
-                 harmful_pool: int = 150, benign_pool: int = 250, n_refusal: int = 80, n_harmful: int = 80,
-                 n_utility: int = 120, n_turn: int = 80, answer_tokens: int = 128, utility_tokens: int = 64,
-                 turn_context: tuple[int, int] = (4, 40), objective: dict[str, Any] | None = None,
-                 train: dict[str, Any] | None = None, steer: bool = True, steering: dict[str, Any] | None = None,
-                 decisions_log: str | None = None, suffix: str = "safety-signal", seed: int = 0) -> None:
-        self.aligned = aligned
-        self.harmful = harmful or (aligned.harmful if aligned else None)
-        self.benign = benign or (aligned.benign if aligned else None)
-        if self.harmful is None or self.benign is None:
-            raise HarnessError("defense=safety_signal needs harmful and benign benchmarks (defense.harmful / defense.benign), "
-                               "or an aligned recipe (defense.aligned) to take them from")
-        counts = {"harmful_pool": harmful_pool, "benign_pool": benign_pool, "n_refusal": n_refusal, "n_harmful": n_harmful,
-                  "n_utility": n_utility, "n_turn": n_turn}
-        if any(v < 0 for v in counts.values()):
-            raise HarnessError(f"defense: example counts must be >= 0, got {counts}")
-        lo, hi = turn_context
-        if not 1 <= lo <= hi:
-            raise HarnessError(f"defense.turn_context={list(turn_context)}: need 1 <= low <= high (benign tokens before the turn)")
-        self.counts = counts
-        self.answer_tokens, self.utility_tokens = answer_tokens, utility_tokens
-        self.turn_context = (lo, hi)
-        self.objective_settings = {"seed": seed, **(objective or {})}
-        SignalObjective(**self.objective_settings)  # validate now, not after the answers are sampled
-        try:
-            self.settings = TrainSettings(**(train or {}))
-            self.steering = Steering(**(steering or {}))
-        except ValueError as exc:  # pydantic's ValidationError names the field and the bound
-            raise HarnessError(f"defense=safety_signal: {exc}") from None
-        self.steer = steer
-        self.decisions_log = decisions_log
-        self.suffix = suffix
-        self.seed = seed
+    def __init__(self, *args: Any, **values: Any) -> None:
+        super().__init__(*args, **values)
+        self.counts = {k: getattr(self.settings, k) for k in COUNTS}
+        self.objective_settings = {"seed": self.seed, **self.objective}
         self.trained: Model | None = None
 
     def recipe(self) -> dict[str, Any]:
@@ -101,10 +123,7 @@ class SafetySignal(Defense):
         return {"defense": self.name, "aligned": self.aligned.describe() if self.aligned else None,
                 "harmful": self.harmful.name, "benign": self.benign.name, **self.counts, "answer_tokens": self.answer_tokens,
                 "utility_tokens": self.utility_tokens, "turn_context": list(self.turn_context), "refusals": list(BECAUSE),
-                "seed": self.seed, "train": self.settings.key()}
-
-    def describe(self) -> dict[str, Any]:
-        return {**self.recipe(), "steer": self.steer, "steering": self.steering.model_dump(mode="json") if self.steer else None}
+                "seed": self.seed, "train": self.train.key()}
 
     # --- training data ------------------------------------------------------------------
     def examples(self, model: Model) -> list[Example]:
@@ -144,7 +163,7 @@ class SafetySignal(Defense):
     def harden(self, model: Model) -> Model:
         start = self.aligned.harden(model) if self.aligned else model
         objective = SignalObjective(**self.objective_settings)
-        self.trained = train(start, self.examples(model), self.settings, objective=objective,
+        self.trained = train(start, self.examples(model), self.train, objective=objective,
                              name=f"{model.name}-{self.suffix}", recipe=self.recipe())
         return self.trained
 

@@ -2,7 +2,7 @@
 
 White-box: a suffix at the end of the user turn is optimized, token by token along the
 gradient, so that the model's answer starts with the behavior's affirmative target
-("Sure, here is ..."). The optimizer lives in `harness/gcg/`; this plugin decides what to
+("Sure, here is ..."). The optimizer lives in `attacks/gcg/`; this plugin decides what to
 optimize and turns the found suffixes into ordinary requests (user turn = query + suffix),
 so the standard engine + judge path evaluates them and the results land in the ASR tables.
 
@@ -14,7 +14,7 @@ Transfer: `optimize_on` (another model card) optimizes on that model and evaluat
 run's model; `suffixes=<file>` evaluates the suffixes of a saved test-case file (matched by
 behavior id; a universal suffix applies to every behavior) without optimizing.
 
-Found suffixes are test cases (`harness/gcg/testcases.py`) in
+Found suffixes are test cases (`attacks/gcg/testcases.py`) in
 `<cache_dir>/gcg/<model>.jsonl` (or `store`), written as each one is found and reused on a
 re-run with the same model, settings and behaviors.
 
@@ -27,84 +27,63 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import ValidationError
+from pydantic import Field, field_validator
 
+from attacks.gcg.optimizer import GCG, REFERENCE_INIT, GCGSettings, Speed
+from attacks.gcg.slot import SuffixSlot
+from attacks.gcg.testcases import TestCase, TestCaseStore
 from harness.attack import Attack
-from harness.errors import HarnessError, choices
-from harness.gcg.optimizer import GCG, REFERENCE_INIT, GCGSettings, Speed
-from harness.gcg.slot import SuffixSlot
-from harness.gcg.testcases import TestCase, TestCaseStore
 from harness.judge import Judge
 from harness.model import Model
+from harness.settings import Ref, Settings
 from harness.types import Behavior, Request, Sampling, content_hash
 
 log = logging.getLogger(__name__)
 
-MODES = ("individual", "universal")
+class GCGAttackSettings(Settings):
+    """The optimizer's settings (`GCGSettings`: the test-case key) plus what the attack does with them."""
+
+    cosmetic = frozenset({"store", "batch_size", "groups", "bounds", "prune", "progress"})  # where and how fast
+    mode: Literal["individual", "universal"] = "individual"
+    steps: int = Field(500, ge=1)
+    suffix_init: str = REFERENCE_INIT
+    search_width: int = Field(512, ge=1)
+    topk: int = Field(256, ge=1)
+    seed: int = 0
+    restarts: int = Field(1, ge=1)
+    allow_non_ascii: bool = False
+    filter_tokens: bool = True
+    stop_loss: float | None = None
+    check_every: int = Field(0, ge=0)
+    check_tokens: int = Field(32, ge=1)
+    check_judge: Annotated[Judge | None, Ref] = None
+    train_behaviors: int | None = Field(None, ge=1)  # universal: optimize on the first N behaviors (null: all)
+    default_target: str | None = None
+    optimize_on: Annotated[Model | None, Ref] = None  # transfer: optimize on this card, evaluate on the run's model
+    suffixes: Path | None = None  # evaluate the suffixes of a saved test-case file instead of optimizing
+    store: Path | None = None
+    batch_size: int | None = Field(None, ge=1)
+    groups: int | None = Field(None, ge=1)
+    bounds: tuple[int, ...] = (1, 2, 4, 8)
+    prune: bool = True
+    progress: bool = True
+
+    @field_validator("suffixes", "store")
+    @classmethod
+    def expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value else None
 
 
 class GCGAttack(Attack):
     name = "gcg"
+    Settings = GCGAttackSettings
 
-    def __init__(
-        self,
-        mode: str = "individual",
-        steps: int = 500,
-        suffix_init: str = REFERENCE_INIT,
-        search_width: int = 512,
-        topk: int = 256,
-        seed: int = 0,
-        restarts: int = 1,
-        allow_non_ascii: bool = False,
-        filter_tokens: bool = True,
-        stop_loss: float | None = None,
-        check_every: int = 0,
-        check_tokens: int = 32,
-        check_judge: Judge | None = None,
-        train_behaviors: int | None = None,
-        default_target: str | None = None,
-        optimize_on: Model | None = None,
-        suffixes: str | None = None,
-        store: str | None = None,
-        batch_size: int | None = None,
-        groups: int | None = None,
-        bounds: Sequence[int] = (1, 2, 4, 8),
-        prune: bool = True,
-        progress: bool = True,
-    ) -> None:
-        if mode not in MODES:
-            raise HarnessError(f"attack.mode={mode!r}: choose one of {choices(MODES)}")
-        try:
-            self.settings = GCGSettings(
-                suffix_init=suffix_init, steps=steps, search_width=search_width, topk=topk, seed=seed, restarts=restarts,
-                allow_non_ascii=allow_non_ascii, filter_tokens=filter_tokens, stop_loss=stop_loss,
-                check_every=check_every, check_tokens=check_tokens,
-            )
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise HarnessError(f"attack.{err['loc'][0]}={err.get('input')!r}: {err['msg']}") from None
-        for key, value in (("batch_size", batch_size), ("groups", groups), ("train_behaviors", train_behaviors)):
-            if value is not None and value < 1:
-                raise HarnessError(f"attack.{key}={value}: must be a positive integer (or null)")
-        self.mode = mode
-        self.check_judge = check_judge
-        self.train_behaviors = train_behaviors
-        self.default_target = default_target
-        self.optimize_on = optimize_on
-        self.suffixes = Path(suffixes).expanduser() if suffixes else None
-        self.store = Path(store).expanduser() if store else None
-        self.speed = Speed(batch_size=batch_size, groups=groups, bounds=tuple(bounds), prune=prune)
-        self.progress = progress
-
-    def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"attack": self.name, "mode": self.mode, **self.settings.model_dump()}
-        if self.optimize_on is not None:
-            out["optimize_on"] = self.optimize_on.id
-        if self.suffixes is not None:
-            out["suffixes"] = str(self.suffixes)
-        return out
+    def __init__(self, *args: Any, **values: Any) -> None:
+        super().__init__(*args, **values)
+        self.gcg = GCGSettings(**{k: getattr(self.settings, k) for k in GCGSettings.model_fields})
+        self.speed = Speed(batch_size=self.batch_size, groups=self.groups, bounds=self.bounds, prune=self.prune)
 
     # --- where test cases live -------------------------------------------------------------
     def store_for(self, source: Model) -> TestCaseStore:
@@ -112,8 +91,8 @@ class GCGAttack(Attack):
 
     def key(self, source: Model, behaviors: Sequence[Behavior]) -> str:
         """Everything that decides which suffix is found: model, mode, settings, behaviors and targets, judge."""
-        judge = (self.check_judge.id if self.check_judge else "keyword-gcg") if self.settings.check_every else None
-        return content_hash({"model": source.id, "mode": self.mode, "settings": self.settings.model_dump(mode="json"),
+        judge = (self.check_judge.id if self.check_judge else "keyword-gcg") if self.gcg.check_every else None
+        return content_hash({"model": source.id, "mode": self.mode, "settings": self.gcg.model_dump(mode="json"),
                              "behaviors": [[b.id, b.query(), self.target(b)] for b in behaviors], "judge": judge})
 
     def target(self, behavior: Behavior) -> str:
@@ -143,7 +122,7 @@ class GCGAttack(Attack):
     def optimize(self, behaviors: Sequence[Behavior], source: Model) -> dict[str, TestCase]:
         store = self.store_for(source)
         have = store.load()
-        gcg = GCG(source, self.settings, self.speed, judge=self.check_judge, progress=self.progress)
+        gcg = GCG(source, self.gcg, self.speed, judge=self.check_judge, progress=self.progress)
         if self.mode == "universal":
             train = self.optimized_on(behaviors)
             case = self.case(gcg, store, have, source, train, "universal")
@@ -165,7 +144,7 @@ class GCGAttack(Attack):
                         suffix=found.suffix, suffix_ids=tuple(found.suffix_ids), loss=found.loss,
                         initial_loss=found.initial_loss, losses=tuple(found.losses), steps=found.steps,
                         restart=found.restart, stopped=found.stopped, success=found.success, exact=exact,
-                        seconds=found.seconds, settings=self.settings.model_dump(mode="json"))
+                        seconds=found.seconds, settings=self.gcg.model_dump(mode="json"))
         store.append(case)
         log.info("gcg %s: loss %.3f -> %.3f in %d steps (%.0f s, %s)%s; suffix %r", label, found.initial_loss, found.loss,
                  found.steps, found.seconds, found.stopped, " judged harmful" if found.success else "", found.suffix)

@@ -13,40 +13,41 @@ also in the user's data is dropped.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from harness.benchmark import Benchmark
 from harness.errors import DataError
 from harness.refusals import refusal_for
+from harness.settings import Configured, Named, Settings
 from harness.training import Example
-from harness.types import Frozen, Message
+from harness.types import Message
 
 
-class AnchorSlice(Frozen):
+class AnchorSettings(Settings):
+    harmful: Annotated[Benchmark, Named] = Field(serialization_alias="anchors")  # where the anchor requests come from
     n: int = Field(50, ge=1)
-    skip: int = Field(0, ge=0)  # behaviors skipped first (keeps anchors disjoint from a recipe's slice)
+    skip: int = Field(150, ge=0)  # behaviors skipped first (keeps anchors disjoint from a recipe's slice)
 
 
-class SafetyAnchors:
-    def __init__(self, harmful: Benchmark, n: int = 50, skip: int = 150) -> None:
-        try:
-            self.slice = AnchorSlice(n=n, skip=skip)
-        except ValidationError as exc:
-            raise DataError(f"safety anchors: {exc}") from None
-        self.harmful = harmful
+class SafetyAnchors(Configured):
+    """A component of the fine-tuning-API defenses (defense.anchors), not a defense by itself."""
+
+    name = "anchors"
+    option = "defense.anchors"
+    Settings = AnchorSettings
 
     def describe(self) -> dict[str, Any]:
-        return {"anchors": self.harmful.name, **self.slice.model_dump()}
+        return self.settings.identity()
 
     def examples(self, exclude: Sequence[Example] = ()) -> list[Example]:
         taken = {m.content for e in exclude for m in e.messages if m.role == "user"}
-        behaviors = self.harmful.load()[self.slice.skip : self.slice.skip + self.slice.n]
+        behaviors = self.harmful.load()[self.skip : self.skip + self.n]
         anchors = [Example(messages=(Message(role="user", content=b.query()),), response=refusal_for(b.id), kind="anchor")
                    for b in behaviors if b.query() not in taken]
         if not anchors:
-            raise DataError(f"safety anchors: no {self.harmful.name} behaviors after skipping {self.slice.skip} "
+            raise DataError(f"safety anchors: no {self.harmful.name} behaviors after skipping {self.skip} "
                             f"({len(self.harmful.load())} in all, or all already in the user's data); lower anchors.skip")
         return anchors
 

@@ -17,6 +17,7 @@ import gc
 import logging
 import math
 from collections.abc import Callable
+from itertools import pairwise
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ class AutoBatch:
                 step = self.size or (end - start)
                 pieces = math.ceil((end - start) / step)
                 cuts = [start + round(i * (end - start) / pieces) for i in range(pieces + 1)]
-                ranges.extend(zip(cuts[:-1], cuts[1:]))
+                ranges.extend(pairwise(cuts))
                 start = end
         return ranges
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import filelock
+from pydantic import Field
 
 from harness.errors import DataError
 from harness.records import latest_by_key
@@ -40,7 +41,7 @@ class TestCase(Frozen):
     success: bool | None = None  # the early-stop judge's verdict on a greedy generation, if it checked
     exact: bool = True  # the engine's tokenization of the prompt equals the optimized tokens
     seconds: float = 0.0
-    settings: dict[str, Any] = {}
+    settings: dict[str, Any] = Field(default_factory=dict)
 
 
 class TestCaseStore:

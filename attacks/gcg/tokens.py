@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from harness.gcg.slot import SuffixSlot
+from attacks.gcg.slot import SuffixSlot
 
 if TYPE_CHECKING:
     import torch

@@ -32,9 +32,9 @@ from typing import Any
 
 import torch
 
+from defenses.safety_signal.head import SafetyHead
 from harness.errors import HarnessError
 from harness.model import Model
-from harness.safety_signal.head import SafetyHead
 from harness.training import Batch, Example, Objective
 
 TURN = "turn"  # Example.kind of a benign context followed by a malicious response

@@ -5,4 +5,9 @@
   placed after the evaluated window so no ordinary token ever attends to it.
 - `schedule`: when generation re-checks the classification (frequent early, sparse later).
 - `decoding`: the generation-time wrapper of the HF engine that steers decoding to a refusal.
+- `defense`: the defense plugin (`SafetySignal`): training data, `harden` and `wrap`.
 """
+
+from defenses.safety_signal.defense import SafetySignal
+
+__all__ = ["SafetySignal"]

@@ -24,6 +24,7 @@ from pydantic import Field
 from harness.errors import HarnessError
 from harness.model import Model
 from harness.progress import progress
+from harness.settings import parse
 from harness.training import Batch, Example, Objective, token_logprobs
 from harness.types import Frozen
 
@@ -44,10 +45,7 @@ class ConstrainedObjective(Objective):
     name = "constrained"
 
     def __init__(self, betas: Betas | dict[str, Any] | None = None, batch_size: int = 8) -> None:
-        try:
-            self.betas = betas if isinstance(betas, Betas) else Betas(**(betas or {}))
-        except Exception as exc:
-            raise HarnessError(f"constrained objective betas: {exc}") from None
+        self.betas = betas if isinstance(betas, Betas) else parse(Betas, "defense.betas", betas or {})
         self.batch_size = batch_size
         self.reference: dict[str, torch.Tensor] = {}
 

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 from tqdm.auto import tqdm
 
+from attacks.gcg.batching import AutoBatch
+from attacks.gcg.sampling import sample_candidates, unique
+from attacks.gcg.scorer import Scorer
+from attacks.gcg.slot import SuffixSlot
+from attacks.gcg.tokens import allowed_tokens, decode, round_trips
 from harness.errors import HarnessError
-from harness.gcg.batching import AutoBatch
-from harness.gcg.sampling import sample_candidates, unique
-from harness.gcg.scorer import Scorer
-from harness.gcg.slot import SuffixSlot
-from harness.gcg.tokens import allowed_tokens, decode, round_trips
 from harness.judge import Judge
 from harness.model import Model
 from harness.types import Behavior, Frozen, Request, Sampling
@@ -131,7 +131,7 @@ class GCG:
         tok = self.model.tokenizer
         start = time.perf_counter()
         scorer = Scorer(self.model.hf, slots, self.batching, self.speed.bounds)
-        self.allowed  # computed once per model, before the clock of the first step
+        _ = self.allowed  # computed once per model, before the clock of the first step
         generator = torch.Generator().manual_seed(s.seed + restart)
         suffix = torch.tensor(self.init_ids(slots))
         best_ids, best_loss, initial, losses = suffix, math.inf, math.nan, []
@@ -173,7 +173,7 @@ class GCG:
         from harness.engines.hf import HFEngine
         from harness.judges.keyword import KeywordJudge
 
-        judge = self.judge or KeywordJudge("gcg")
+        judge = self.judge or KeywordJudge(phrases="gcg")
         text = decode(self.model.tokenizer, suffix_ids)
         sampling = Sampling(max_tokens=self.settings.check_tokens)
         requests = [Request(behavior_id=slot.behavior_id, messages=(slot.message(text),), sampling=sampling, attack="gcg")

@@ -10,6 +10,9 @@ One concept per module:
 - `batching`: candidate batch size that halves on out-of-memory.
 - `optimizer`: the step loop (early stop, restarts, progress) for one or several behaviors.
 - `testcases`: found suffixes with their loss history, stored as JSON lines and reused on re-runs.
-
-The attack plugin that turns behaviors into requests is `attacks/gcg.py`.
+- `attack`: the attack plugin (`GCGAttack`) that turns behaviors into requests with the found suffixes.
 """
+
+from attacks.gcg.attack import GCGAttack
+
+__all__ = ["GCGAttack"]

@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from attacks.gcg import kv
+from attacks.gcg.batching import AutoBatch
+from attacks.gcg.slot import SuffixSlot
 from harness.errors import HarnessError
-from harness.gcg import kv
-from harness.gcg.batching import AutoBatch
-from harness.gcg.slot import SuffixSlot
 
 if TYPE_CHECKING:
     import torch

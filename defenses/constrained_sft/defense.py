@@ -2,41 +2,41 @@
 
 Threat model: the provider runs the fine-tuning job on user-supplied data. Under this defense
 every fine-tuning attack (attack=finetune ...) is trained with the constrained objective
-(harness/constrained.py) instead of plain SFT, anchored to the model before fine-tuning.
+(defenses/constrained_sft/objective.py) instead of plain SFT, anchored to the model before fine-tuning.
 It does not change the model by itself: with a prompt-level attack it is the same as
 defense=none.
 
 `anchors` (optional, off by default as in the paper) also mixes the provider's safety anchors
-(harness/safety_anchors.py) into the user's data; under this objective they pin the refusal
+(defenses/safety_anchors.py) into the user's data; under this objective they pin the refusal
 prefix against leakage from the attacker's later tokens (see defense=constrained_sft_anchored,
 and defense=safety_mix for the same anchors under plain SFT).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from harness.constrained import Betas, ConstrainedObjective
+from defenses.constrained_sft.objective import Betas, ConstrainedObjective
+from defenses.safety_anchors import SafetyAnchors
 from harness.defense import Defense
-from harness.errors import HarnessError
-from harness.safety_anchors import SafetyAnchors
+from harness.settings import Ref, Settings
 from harness.training import Example, Objective
+
+
+class ConstrainedSFTSettings(Settings):
+    omit_when_none = frozenset({"anchors"})  # without anchors, run hashes as before they existed
+    betas: Betas = Betas()
+    anchors: Annotated[SafetyAnchors | None, Ref] = None
 
 
 class ConstrainedSFT(Defense):
     name = "constrained_sft"
+    Settings = ConstrainedSFTSettings
 
-    def __init__(self, betas: dict[str, Any] | None = None, anchors: SafetyAnchors | None = None) -> None:
-        try:
-            self.betas = Betas(**(betas or {}))
-        except Exception as exc:
-            raise HarnessError(f"defense.betas: {exc}") from None
-        self.anchors = anchors
-        if anchors is not None:
+    def __init__(self, *args: Any, **values: Any) -> None:
+        super().__init__(*args, **values)
+        if self.anchors is not None:
             self.name = "constrained_sft_anchored"
-
-    def describe(self) -> dict[str, Any]:  # without anchors, the description (and run hashes) as before they existed
-        return {"defense": self.name, "betas": self.betas.model_dump(), **({"anchors": self.anchors.describe()} if self.anchors else {})}
 
     def fine_tuning_objective(self) -> Objective:
         return ConstrainedObjective(self.betas)
