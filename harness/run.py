@@ -57,8 +57,9 @@ def run(exp: Experiment) -> Outcome:
     behaviors = exp.benchmark.load()
     log.info("benchmark %s: %d behaviors", exp.benchmark.name, len(behaviors))
     model = exp.attack.tamper(exp.defense.harden(exp.model), exp.defense)
-    requests = exp.attack.requests(behaviors, model, exp.sampling)
     engine = exp.defense.wrap(exp.engine(model))
+    exp.attack.attach(engine, exp.defense)  # attacks that query the target (pair) see the defended pipeline
+    requests = exp.attack.requests(behaviors, model, exp.sampling)
     setup = content_hash({"model": model.id, "defense": exp.defense.describe(), "engine": engine.describe()})
     by_id = {b.id: b for b in behaviors}
 
