@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.cost_report import cost_fields, cost_summary, plot_asr_vs_budget
 from harness.records import RecordStore
 from harness.types import Record
 
@@ -65,6 +66,7 @@ def to_frame(records: Iterable[Record]) -> pd.DataFrame:
             "score": r.verdict.score,
             "error": bool(r.verdict.error),
             "judge": r.verdict.judge.split("@")[0],
+            **cost_fields(r),  # attack cost, defense blocks, adaptive flag (harness/cost_report.py)
         })
     return pd.DataFrame(rows)
 
@@ -87,6 +89,7 @@ def asr_table(frame: pd.DataFrame, extra: Sequence[str] = ()) -> pd.DataFrame:
             "mean_score": ok["score"].astype(float).mean() if ok["score"].notna().any() else float("nan"),
             "prefill_tokens": group["prefill_tokens"].mean(),
             "errors": int(group["error"].sum()),
+            **cost_summary(group),
         })
 
     table = frame.groupby(keys, dropna=False, sort=True).apply(summarise, include_groups=False).reset_index()
@@ -148,7 +151,7 @@ def worst_case(frame: pd.DataFrame, breakdowns: Sequence[str] = (), strategies_o
         SETUP + columns + ["configs", "n", "behaviors", "broken", "undecided", "asr", "errors"]]
 
 
-RATES = {"asr", "refusal", "mean_score", "prefill_tokens", "best_config_asr", "worst_case_asr"}
+RATES = {"asr", "refusal", "mean_score", "prefill_tokens", "best_config_asr", "worst_case_asr", "blocked", "seconds"}
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -310,6 +313,7 @@ def write(records: Sequence[Record], out: Path) -> pd.DataFrame:
         by_category.to_csv(out / "asr_by_category.csv", index=False)
         (out / "asr_by_category.md").write_text(markdown(by_category) + "\n")
     plot_sweeps(frame, table, out)
+    plot_asr_vs_budget(frame, out)
     if f"param.{STRATEGY}" in frame.columns:
         worst = worst_case(frame, breakdowns=BREAKDOWNS, strategies_only=True)
         if not worst.empty:
