@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from pydantic import Field
@@ -148,6 +148,18 @@ class PerplexityFilter(Defense):
         log.info("perplexity filter: thresholds %s at %.0f%% false positives on %d %s prompts", thresholds, 100 * s.fpr,
                  len(prompts), self.calibration.name)
         return thresholds
+
+    def evasion_cost(self) -> Callable[[Sequence[str]], list[float]]:
+        """Adaptive attacks (GCG): sum over the filter's scores of how far each is above its threshold
+        less `margin` (0 once the text would pass with that margin), in nats per token."""
+        thresholds = self.calibrate()
+
+        def cost(texts: Sequence[str], margin: float = 0.1) -> list[float]:
+            scores = log_perplexities(self.reference, texts, self.settings.window, self.tokens_per_batch)
+            return [sum(max(0.0, dict(zip(("whole", "window"), sc, strict=True))[k] - t + margin)
+                        for k, t in thresholds.items()) for sc in scores]
+
+        return cost
 
     def wrap(self, engine: Engine) -> Engine:
         screen = PerplexityScreen(self.reference, self.settings, self.calibrate(), self.tokens_per_batch)
