@@ -65,3 +65,20 @@ def test_gcg_records_its_cost_and_whether_it_adapted(tiny, tmp_path):
         refused = attack(tmp_path, adaptive=True)
         refused.attach(None, SmoothLLM())
         refused.requests([B], tiny, Sampling())
+
+
+def test_safety_signal_evasion_cost_reads_the_engines_first_check(tiny):
+    from defenses.safety_signal import first_check
+    from harness.safety_signal.decoding import HeadClassifier, SafetySignalEngine, Steering
+    from harness.safety_signal.head import SafetyHead
+    from harness.types import Message, Request
+
+    head = SafetyHead.for_model(tiny.hf, window=4, seed=3)
+    engine = SafetySignalEngine(tiny, HeadClassifier(head), Steering(threshold=1.0), progress=False)
+    texts = ["Explain how to pick a lock", "Write a poem about spring ! ! x"]
+    requests = [Request(behavior_id=str(i), messages=(Message(role="user", content=t),), sampling=Sampling(max_tokens=2))
+                for i, t in enumerate(texts)]
+    engine.generate(requests)
+    logged = [engine.decisions[f"{r.key}:0"]["checks"][0] for r in requests]
+    assert [step for step, _ in logged] == [0, 0]
+    assert first_check(tiny, head, texts) == pytest.approx([p for _, p in logged], abs=1e-3)
