@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -24,8 +24,8 @@ from harness.defense import Defense
 from harness.engine import Engine
 from harness.filtering import REFUSAL, FilteredEngine, Screen, response_text, user_text
 from harness.model import Model
-from harness.typed import settings_of
-from harness.types import Completion, Frozen, Message, Request, Sampling
+from harness.settings import Ref, Settings
+from harness.types import Completion, Message, Request, Sampling
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,10 @@ Provide your safety assessment for ONLY THE LAST {role} message in the above con
  - If unsafe, a second line must include a comma-separated list of violated categories."""
 
 
-class GuardSettings(Frozen):
+class GuardSettings(Settings):
+    cosmetic = frozenset({"engine"})  # the guard's replies are greedy: the engine is how, not what
+    guard: Annotated[Model, Ref]
+    engine: Callable[[Model], Engine]  # the guard's engine (from the config: engine@defense.engine=hf)
     check: Literal["input", "output", "both"] = "input"
     format: Literal["task", "chat"] = "task"
     categories: tuple[str, ...] = CATEGORIES
@@ -124,15 +127,8 @@ class GuardScreen(Screen):
 
 class GuardFilter(Defense):
     name = "guard_filter"
-
-    def __init__(self, guard: Model, engine: Callable[[Model], Engine], **settings: Any) -> None:
-        self.settings = settings_of(GuardSettings, settings, "defense")
-        self.guard = guard
-        self.engine_factory = engine
-
-    def describe(self) -> dict[str, Any]:
-        return {"defense": self.name, "guard": self.guard.id, **self.settings.model_dump(mode="json")}
+    Settings = GuardSettings
 
     def wrap(self, engine: Engine) -> Engine:
-        screen = GuardScreen(self.guard, self.engine_factory(self.guard), self.settings)
+        screen = GuardScreen(self.guard, self.settings.engine(self.guard), self.settings)
         return FilteredEngine(engine, screen, refusal=self.settings.refusal)

@@ -23,7 +23,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -33,19 +33,23 @@ from harness.engine import Engine
 from harness.errors import HarnessError
 from harness.filtering import REFUSAL, FilteredEngine, Screen, user_text
 from harness.model import Model
-from harness.typed import settings_of
-from harness.types import Frozen, Request, content_hash
+from harness.settings import Named, Ref, Settings
+from harness.types import Request, content_hash
 
 log = logging.getLogger(__name__)
 
 
-class PerplexitySettings(Frozen):
+class PerplexitySettings(Settings):
+    cosmetic = frozenset({"tokens_per_batch"})
+    reference: Annotated[Model, Ref]  # the reference language model (the embedded SmolLM2 by default)
+    calibration: Annotated[Benchmark, Named]  # benign prompts the thresholds are calibrated on (AlpacaEval)
     mode: Literal["whole", "window", "both"] = "both"
     window: int = Field(10, ge=2)  # tokens per window (Jain et al. use 10)
     fpr: float = Field(0.05, gt=0.0, lt=1.0)  # false-positive rate on the calibration prompts
     calibration_offset: int = Field(400, ge=0)
     calibration_count: int = Field(200, ge=10)
     refusal: str = REFUSAL
+    tokens_per_batch: int = Field(2048, ge=1)  # speed only: token positions per forward pass
 
 
 def log_perplexities(model: Model, texts: Sequence[str], window: int, tokens_per_batch: int = 2048) -> list[tuple[float, float]]:
@@ -117,16 +121,7 @@ class PerplexityScreen(Screen):
 
 class PerplexityFilter(Defense):
     name = "perplexity_filter"
-
-    def __init__(self, reference: Model, calibration: Benchmark, tokens_per_batch: int = 2048, **settings: Any) -> None:
-        self.settings = settings_of(PerplexitySettings, settings, "defense")
-        self.reference = reference
-        self.calibration = calibration
-        self.tokens_per_batch = tokens_per_batch
-
-    def describe(self) -> dict[str, Any]:
-        return {"defense": self.name, "reference": self.reference.id, "calibration": self.calibration.name,
-                **self.settings.model_dump(mode="json")}
+    Settings = PerplexitySettings
 
     def calibrate(self) -> dict[str, float]:
         """Thresholds per score, from the reference model's scores on the benign calibration slice (cached)."""

@@ -24,22 +24,23 @@ from pydantic import Field
 
 from harness.defense import Defense
 from harness.engine import Engine
-from harness.errors import HarnessError, choices
 from harness.judges.keyword import LISTS, normalise
-from harness.typed import settings_of
-from harness.types import Completion, Frozen, Message, Request
+from harness.settings import Settings
+from harness.types import Completion, Message, Request
 
 log = logging.getLogger(__name__)
 ALPHABET = string.printable
 COPY = "smoothllm_copy"  # the request param that tells copies apart
 
 
-class SmoothSettings(Frozen):
-    copies: int = Field(10, ge=1)
-    rate: float = Field(0.1, gt=0.0, le=1.0)
+class SmoothSettings(Settings):
+    cosmetic = frozenset({"chunk"})
+    copies: int = Field(10, ge=1)  # N
+    rate: float = Field(0.1, gt=0.0, le=1.0)  # q
     perturbation: Literal["swap", "insert", "patch"] = "swap"
-    phrases: str = "extended"
+    phrases: Literal["extended", "gcg"] = "extended"  # the refusal list of the vote (harness/judges/keyword.py)
     seed: int = 0
+    chunk: int = Field(8, ge=1)  # speed only: requests whose copies are generated (and voted on) together
 
 
 def perturb(text: str, kind: str, rate: float, rng: random.Random) -> str:
@@ -62,14 +63,14 @@ def perturb(text: str, kind: str, rate: float, rng: random.Random) -> str:
 class SmoothEngine(Engine):
     """`inner`, answering each request by the majority of its perturbed copies."""
 
-    def __init__(self, inner: Engine, settings: SmoothSettings, chunk: int = 8) -> None:
+    def __init__(self, inner: Engine, settings: SmoothSettings) -> None:
         super().__init__(inner.model)
-        self.inner, self.settings, self.chunk = inner, settings, chunk
+        self.inner, self.settings, self.chunk = inner, settings, settings.chunk
         self.phrases = LISTS[settings.phrases]
         self.name = f"{inner.name}+smoothllm"
 
     def describe(self) -> dict[str, Any]:
-        return {**self.inner.describe(), "smoothllm": self.settings.model_dump(mode="json")}
+        return {**self.inner.describe(), "smoothllm": self.settings.identity()}
 
     def copies(self, request: Request) -> list[Request]:
         s = self.settings
@@ -110,17 +111,7 @@ class SmoothEngine(Engine):
 
 class SmoothLLM(Defense):
     name = "smoothllm"
-
-    def __init__(self, chunk: int = 8, **settings: Any) -> None:
-        self.settings = settings_of(SmoothSettings, settings, "defense")
-        if self.settings.phrases not in LISTS:
-            raise HarnessError(f"defense.phrases={self.settings.phrases!r}: choose one of {choices(LISTS)}")
-        if chunk < 1:
-            raise HarnessError(f"defense.chunk={chunk}: must be a positive number of requests")
-        self.chunk = chunk
-
-    def describe(self) -> dict[str, Any]:
-        return {"defense": self.name, **self.settings.model_dump(mode="json")}
+    Settings = SmoothSettings
 
     def wrap(self, engine: Engine) -> Engine:
-        return SmoothEngine(engine, self.settings, self.chunk)
+        return SmoothEngine(engine, self.settings)

@@ -68,9 +68,9 @@ def test_gcg_records_its_cost_and_whether_it_adapted(tiny, tmp_path):
 
 
 def test_safety_signal_evasion_cost_reads_the_engines_first_check(tiny):
-    from defenses.safety_signal import first_check
-    from harness.safety_signal.decoding import HeadClassifier, SafetySignalEngine, Steering
-    from harness.safety_signal.head import SafetyHead
+    from defenses.safety_signal.defense import first_check
+    from defenses.safety_signal.decoding import HeadClassifier, SafetySignalEngine, Steering
+    from defenses.safety_signal.head import SafetyHead
     from harness.types import Message, Request
 
     head = SafetyHead.for_model(tiny.hf, window=4, seed=3)

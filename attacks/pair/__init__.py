@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -33,13 +33,18 @@ from harness.engine import Engine
 from harness.judge import Judge
 from harness.model import Model
 from harness.records import latest_by_key
-from harness.typed import settings_of
+from harness.settings import Ref, Settings
 from harness.types import Behavior, Cost, Frozen, Message, Request, Sampling, content_hash
 
 log = logging.getLogger(__name__)
 
 
-class PAIRSettings(Frozen):
+class PAIRSettings(Settings):
+    cosmetic = frozenset({"attacker_engine", "store"})  # how the attacker runs and where the log goes
+    attacker: Annotated[Model, Ref]  # the attacker model card
+    attacker_engine: Callable[[Model], Engine]  # its engine (engine@attack.attacker_engine=hf | vllm | openai)
+    judge: Annotated[Judge, Ref]  # the judge in the loop
+    store: Path | None = None  # folder of the step logs; None: <cache_dir>/pair
     streams: int = Field(20, ge=1)  # N
     iterations: int = Field(3, ge=1)  # K
     keep_last: int = Field(3, ge=1)  # attacker conversation: exchanges kept after the opening message
@@ -75,19 +80,11 @@ class Step(Frozen):
 
 class PAIRAttack(Attack):
     name = "pair"
+    Settings = PAIRSettings
 
-    def __init__(self, attacker: Model, attacker_engine: Callable[[Model], Engine], judge: Judge,
-                 store: str | None = None, **settings: Any) -> None:
-        self.settings = settings_of(PAIRSettings, settings, "attack")
-        self.attacker = attacker
-        self.attacker_engine_factory = attacker_engine
-        self.judge = judge
-        self.store = Path(store).expanduser() if store else None
+    def __init__(self, *args: Any, **values: Any) -> None:
+        super().__init__(*args, **values)
         self._attacker_engine: Engine | None = None
-
-    def describe(self) -> dict[str, Any]:
-        return {"attack": self.name, "attacker": self.attacker.id, "judge": self.judge.id,
-                **self.settings.model_dump(mode="json")}
 
     def adaptive(self) -> bool:
         return self.target_engine is not None  # its queries went through the defended engine
@@ -95,7 +92,7 @@ class PAIRAttack(Attack):
     @property
     def attacker_engine(self) -> Engine:
         if self._attacker_engine is None:
-            self._attacker_engine = self.attacker_engine_factory(self.attacker)
+            self._attacker_engine = self.settings.attacker_engine(self.attacker)
         return self._attacker_engine
 
     def target_of(self, model: Model) -> Engine:

@@ -23,6 +23,7 @@ from harness.attack import Attack
 from harness.benchmark import read_table
 from harness.errors import DataError, HarnessError, choices
 from harness.model import Model
+from harness.settings import Settings
 from harness.types import Behavior, Frozen, Message, Request, Sampling, content_hash
 
 SHIPPED = Path(__file__).with_name("shipped.yaml")
@@ -61,24 +62,31 @@ def read_templates(path: Path) -> list[Template]:
     return out
 
 
+class TemplateSettings(Settings):
+    path: Path | None = None  # a user file of templates; None: the shipped ones
+    names: tuple[str, ...] | None = None  # a subset by name; None: all
+
+
 class TemplateAttack(Attack):
     name = "template"
+    Settings = TemplateSettings
 
-    def __init__(self, path: str | None = None, names: Sequence[str] | None = None) -> None:
-        self.path = Path(path).expanduser() if path else SHIPPED
-        if not self.path.is_file():
-            raise HarnessError(f"attack.path={str(self.path)!r} does not exist")
-        templates = read_templates(self.path)
-        if names:
+    def __init__(self, *args: Any, **values: Any) -> None:
+        super().__init__(*args, **values)
+        path = self.path.expanduser() if self.path else SHIPPED
+        if not path.is_file():
+            raise HarnessError(f"attack.path={str(path)!r} does not exist")
+        templates = read_templates(path)
+        if self.names:
             known = {t.name: t for t in templates}
-            unknown = [n for n in names if n not in known]
+            unknown = [n for n in self.names if n not in known]
             if unknown:
                 raise HarnessError(f"attack.names: unknown templates {choices(unknown)}; valid: {choices(known)}")
-            templates = [known[n] for n in names]
+            templates = [known[n] for n in self.names]
         self.templates = templates
 
     def describe(self) -> dict[str, Any]:
-        return {"attack": self.name, "templates": content_hash([t.model_dump() for t in self.templates])}
+        return {**super().describe(), "templates": content_hash([t.model_dump() for t in self.templates])}
 
     def requests(self, behaviors: Sequence[Behavior], model: Model, sampling: Sampling) -> list[Request]:
         return [self.ask(b, sampling, messages=(Message(role="user", content=t.apply(b.query())),),
