@@ -10,6 +10,7 @@ from harness.settings import Configured
 
 if TYPE_CHECKING:
     from harness.defense import Defense
+    from harness.engine import Engine
 from harness.types import Behavior, Message, Request, Sampling
 
 
@@ -18,6 +19,18 @@ class Attack(Configured):
 
     name = "attack"
     option = "attack"
+    target_engine: Engine | None = None  # the defended pipeline, once the run attaches it
+    defense: Defense | None = None
+
+    def attach(self, engine: Engine, defense: Defense) -> None:
+        """The run hands over the defended engine before asking for requests: an attack that
+        queries the target (pair) goes through the defense, i.e. it adapts to it."""
+        self.target_engine, self.defense = engine, defense
+
+    def adaptive(self) -> bool:
+        """Whether this attack optimized against the defended pipeline (reports flag each
+        (defense, attack) cell). Static attacks do not; searching attacks override this."""
+        return False
 
     def tamper(self, model: Model, defense: Defense | None = None) -> Model:
         """Weight-level attacks return another model (e.g. fine-tuned, with the objective the
@@ -35,4 +48,5 @@ class Attack(Configured):
     def ask(self, behavior: Behavior, sampling: Sampling, **fields: Any) -> Request:
         """The plain chat for a behavior: one user turn holding its query."""
         fields.setdefault("messages", (Message(role="user", content=behavior.query()),))
+        fields.setdefault("adaptive", self.adaptive())
         return Request(behavior_id=behavior.id, sampling=sampling, attack=self.name, **fields)

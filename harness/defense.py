@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 from harness.engine import Engine
 from harness.model import Model
 from harness.settings import Configured
@@ -19,6 +21,11 @@ class Defense(Configured):
 
     def wrap(self, engine: Engine) -> Engine:
         return engine
+
+    def evasion_cost(self) -> Callable[[Sequence[str]], list[float]] | None:
+        """For adaptive attacks: per user text, how far it is from passing this defense's check
+        (0 = it passes); an optimizing attack adds it to its loss. None: nothing to adapt to."""
+        return None
 
     def fine_tuning_objective(self) -> Objective:
         """The objective a provider's fine-tuning API applies to user data (fine-tuning attacks

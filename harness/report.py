@@ -35,6 +35,7 @@ import pandas as pd
 from harness import calibration, contamination, paired
 from harness.calibration import Calibration
 from harness.cli import exits_cleanly
+from harness.cost_report import cost_fields, cost_summary, plot_asr_vs_budget
 from harness.errors import HarnessError
 from harness.records import RecordStore
 from harness.stats import cluster_bootstrap, proportion_interval, wilson
@@ -76,6 +77,7 @@ def to_frame(records: Iterable[Record]) -> pd.DataFrame:
             "error": bool(r.verdict.error),
             "judge": r.verdict.judge.split("@")[0],
             "judge_id": r.verdict.judge,
+            **cost_fields(r),  # attack cost, defense blocks, adaptive flag (harness/cost_report.py)
         })
     return pd.DataFrame(rows)
 
@@ -111,6 +113,7 @@ def asr_table(frame: pd.DataFrame, extra: Sequence[str] = (), calibrations: Mapp
             "calib_judge": harmful["judge_id"].iloc[0] if harmful["judge_id"].nunique() == 1 else "",
             "calib_behaviors": harmful["behavior"].nunique(),
             **({"contaminated": group.loc[group["contaminated"], "behavior"].nunique()} if "contaminated" in group else {}),
+            **cost_summary(group),
         })
 
     table = frame.groupby(keys, dropna=False, sort=True).apply(summarise, include_groups=False).reset_index()
@@ -186,7 +189,7 @@ def worst_case(frame: pd.DataFrame, breakdowns: Sequence[str] = (), strategies_o
         SETUP + columns + ["configs", "n", "behaviors", "broken", "undecided", "asr", "asr_lo", "asr_hi", "errors"]]
 
 
-RATES = {"asr", "asr_corrected", "refusal", "prefill_tokens", "best_config_asr", "worst_case_asr"}
+RATES = {"asr", "asr_corrected", "refusal", "prefill_tokens", "best_config_asr", "worst_case_asr", "blocked", "seconds"}
 FRACTIONS = {"mean_score"}  # scores and accuracies in [0, 1]: three decimals (GSM8K accuracy 0.04, not 0.0)
 
 
@@ -304,6 +307,7 @@ def write(records: Sequence[Record], out: Path, calibration_file: Path | None = 
         by_category.to_csv(out / "asr_by_category.csv", index=False)
         (out / "asr_by_category.md").write_text(markdown(by_category) + "\n" + footer(notes))
     plots.plot_sweeps(frame, table, out)
+    plot_asr_vs_budget(frame, out)
     if f"param.{STRATEGY}" in frame.columns:
         worst = worst_case(frame, breakdowns=BREAKDOWNS, strategies_only=True)
         if not worst.empty:

@@ -70,8 +70,9 @@ def run(exp: Experiment) -> Outcome:
         return Outcome(table=pd.DataFrame(), records=[], generated=0, reused=0, rejudged=0, seconds=time.perf_counter() - start)
     behaviors = contamination.guard(model, behaviors, exp.benchmark.name, exp.benchmark.exclude_trained, exp.out_dir,
                                     exp.attack.optimized_on)
-    requests = exp.attack.requests(behaviors, model, exp.sampling)
     engine = exp.defense.wrap(exp.engine(model))
+    exp.attack.attach(engine, exp.defense)  # attacks that query the target (pair) see the defended pipeline
+    requests = exp.attack.requests(behaviors, model, exp.sampling)
     setup = content_hash({"model": model.id, "defense": exp.defense.describe(), "engine": engine.describe()})
     by_id = {b.id: b for b in behaviors}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,6 +64,21 @@ class Sampling(Frozen):
         return self.temperature == 0.0
 
 
+class Cost(Frozen):
+    """What an attack spent to produce one behavior's request (carried to records; not part of the request key).
+
+    `queries`: generations asked of the target while searching (the final evaluation is one more);
+    `forward`/`backward`: white-box passes (GCG: candidate evaluations and gradients);
+    `tokens`: tokens the search generated or scored; `attacker_queries`: calls to an attacker model."""
+
+    queries: int = 0
+    forward: int = 0
+    backward: int = 0
+    tokens: int = 0
+    attacker_queries: int = 0
+    seconds: float = 0.0
+
+
 class Request(Frozen):
     """What an engine is asked to generate: a chat, an optional assistant prefill, sampling."""
 
@@ -74,10 +89,15 @@ class Request(Frozen):
     sampling: Sampling = Sampling()
     attack: str = "direct"
     params: dict[str, Any] = Field(default_factory=dict)  # attack parameters, e.g. {"k": 10}
+    # bookkeeping, left out of the key (the same request costs the same completion):
+    cost: Cost | None = None  # what the attack spent on this behavior
+    adaptive: bool | None = None  # did the attack optimize against the defended pipeline (None: not stated)
+
+    UNKEYED: ClassVar[frozenset[str]] = frozenset({"cost", "adaptive"})
 
     @property
     def key(self) -> str:
-        return self.digest()
+        return content_hash(self.model_dump(mode="json", exclude=set(self.UNKEYED)))
 
 
 class Completion(Frozen):
@@ -89,6 +109,7 @@ class Completion(Frozen):
     finish_reason: Literal["stop", "length", "error"] = "stop"
     engine: str = ""
     model: str = ""
+    blocked: str = ""  # why an inference-time defense replaced the output with a refusal ("" = it did not)
 
 
 class Verdict(Frozen):

@@ -38,7 +38,8 @@ from harness.attack import Attack
 from harness.judge import Judge
 from harness.model import Model
 from harness.settings import Ref, Settings
-from harness.types import Behavior, Request, Sampling, content_hash
+from harness.errors import HarnessError
+from harness.types import Behavior, Cost, Request, Sampling, content_hash
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ class GCGAttackSettings(Settings):
     bounds: tuple[int, ...] = (1, 2, 4, 8)
     prune: bool = True
     progress: bool = True
+    adaptive: bool = False  # add the defense's evasion cost to the loss (adaptive GCG)
+    penalty_weight: float = Field(1.0, ge=0.0)
 
     @field_validator("suffixes", "store")
     @classmethod
@@ -92,8 +95,31 @@ class GCGAttack(Attack):
     def key(self, source: Model, behaviors: Sequence[Behavior]) -> str:
         """Everything that decides which suffix is found: model, mode, settings, behaviors and targets, judge."""
         judge = (self.check_judge.id if self.check_judge else "keyword-gcg") if self.gcg.check_every else None
-        return content_hash({"model": source.id, "mode": self.mode, "settings": self.gcg.model_dump(mode="json"),
-                             "behaviors": [[b.id, b.query(), self.target(b)] for b in behaviors], "judge": judge})
+        key = {"model": source.id, "mode": self.mode, "settings": self.gcg.model_dump(mode="json"),
+               "behaviors": [[b.id, b.query(), self.target(b)] for b in behaviors], "judge": judge}
+        if self.settings.adaptive:  # only then: keys of non-adaptive test cases stay as they were
+            key["adaptive"] = {"defense": self.defense.describe() if self.defense else None, "weight": self.penalty_weight}
+        return content_hash(key)
+
+    def penalty(self):
+        """The defense's evasion cost when optimizing adaptively; None otherwise."""
+        if not self.settings.adaptive:
+            return None
+        cost = self.defense.evasion_cost() if self.defense is not None else None
+        if cost is None:
+            name = self.defense.name if self.defense is not None else "none"
+            raise HarnessError(f"attack.adaptive=true: defense={name} gives no evasion cost to optimize against "
+                               "(adaptive GCG supports perplexity_filter and safety_signal)")
+        return cost
+
+    def adaptive(self) -> bool:
+        """Optimized against the defended pipeline: with the defense's evasion cost, or on the (hardened) model
+        itself when the defense does not filter at inference time. Transferred suffixes never are."""
+        from harness.defense import Defense
+
+        if self.optimize_on is not None or self.suffixes is not None:
+            return False
+        return self.settings.adaptive or self.defense is None or type(self.defense).wrap is Defense.wrap
 
     def target(self, behavior: Behavior) -> str:
         return behavior.target or (self.default_target or "")
@@ -109,7 +135,10 @@ class GCGAttack(Attack):
                 continue
             params = {"mode": case.mode, "steps": case.settings.get("steps"),
                       "optimized_on": case.model.split("@")[0] if self.suffixes else source}
-            out.append(self.ask(b, sampling, messages=(SuffixSlot.message_for(b, case.suffix),), params=params))
+            n = len(case.behaviors)  # a universal suffix's cost is shared by the behaviors it was optimized on
+            cost = Cost(forward=case.steps * self.gcg.search_width * n, backward=case.steps * n,
+                        seconds=round(case.seconds / n, 3)) if not self.suffixes else None
+            out.append(self.ask(b, sampling, messages=(SuffixSlot.message_for(b, case.suffix),), params=params, cost=cost))
         return out
 
     def optimized_on(self, behaviors: Sequence[Behavior]) -> list[Behavior]:
@@ -122,7 +151,8 @@ class GCGAttack(Attack):
     def optimize(self, behaviors: Sequence[Behavior], source: Model) -> dict[str, TestCase]:
         store = self.store_for(source)
         have = store.load()
-        gcg = GCG(source, self.gcg, self.speed, judge=self.check_judge, progress=self.progress)
+        gcg = GCG(source, self.gcg, self.speed, judge=self.check_judge, progress=self.progress,
+                  penalty=self.penalty(), penalty_weight=self.penalty_weight)
         if self.mode == "universal":
             train = self.optimized_on(behaviors)
             case = self.case(gcg, store, have, source, train, "universal")

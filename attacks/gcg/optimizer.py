@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -83,8 +83,11 @@ class Speed:
 
 class GCG:
     def __init__(self, model: Model, settings: GCGSettings, speed: Speed | None = None, judge: Judge | None = None,
-                 progress: bool = True) -> None:
+                 progress: bool = True, penalty: Callable[[Sequence[str]], list[float]] | None = None,
+                 penalty_weight: float = 1.0) -> None:
         self.model = model
+        self.penalty = penalty  # adaptive GCG: a defense's evasion cost of the user text, added to the loss
+        self.penalty_weight = penalty_weight
         self.settings = settings
         self.speed = speed or Speed()
         self.judge = judge
@@ -141,7 +144,7 @@ class GCG:
             for step in bar:
                 grad = scorer.gradient(suffix)
                 if step == 0:
-                    initial = best_loss = grad.loss
+                    initial = best_loss = grad.loss + float(self.penalties(slots, suffix[None])[0])
                 candidates, positions = unique(*sample_candidates(suffix, grad.grad, self.allowed, s.search_width, s.topk, generator))
                 if s.filter_tokens:
                     keep = round_trips(tok, slots, candidates)
@@ -150,7 +153,12 @@ class GCG:
                     log.warning("gcg %s step %d: no candidate re-tokenizes to itself; keeping the suffix", label, step)
                     losses.append(grad.loss)
                     continue
-                index, loss, _ = scorer.best(candidates, positions, grad, prune=self.speed.prune)
+                if self.penalty is None:
+                    index, loss, _ = scorer.best(candidates, positions, grad, prune=self.speed.prune)
+                else:  # adaptive: target loss + weight x evasion cost; no pruning (the bound is on the target loss only)
+                    total = scorer.losses(candidates, positions, grad)[0] + self.penalties(slots, candidates)
+                    index = int(total.argmin())
+                    loss = float(total[index])
                 suffix = candidates[index]
                 losses.append(loss)
                 if loss < best_loss:
@@ -167,6 +175,16 @@ class GCG:
         ids = best_ids.tolist()
         return Found(ids, decode(tok, ids), best_loss, initial, losses, len(losses), restart, stopped, success,
                      time.perf_counter() - start)
+
+    def penalties(self, slots: Sequence[SuffixSlot], candidates: torch.Tensor) -> torch.Tensor:
+        """weight x the evasion cost of each candidate's user turn, averaged over the slots (0 without a penalty)."""
+        import torch
+
+        if self.penalty is None:
+            return torch.zeros(len(candidates), dtype=torch.float64)
+        texts = [decode(self.model.tokenizer, ids.tolist()) for ids in candidates]
+        costs = torch.tensor([self.penalty([slot.message(t).content for t in texts]) for slot in slots], dtype=torch.float64)
+        return self.penalty_weight * costs.mean(0)
 
     def succeeds(self, behaviors: Sequence[Behavior], slots: Sequence[SuffixSlot], suffix_ids: list[int]) -> bool:
         """Greedy generation with the suffix, judged: harmful for every behavior?"""

@@ -175,6 +175,22 @@ class SafetySignal(Defense):
         raise HarnessError(f"defense=safety_signal: no safety-signal head next to {model.name}'s weights ({model.folder}); "
                            "the model must come from this defense's harden() (or set defense.steer=false)")
 
+    def evasion_cost(self):
+        """Adaptive attacks (GCG): how far the head's p(malicious) at the first check (the prompt, before any
+        token is generated) is above the steering threshold less a margin of 0.05 (0 once it would pass)."""
+        if not self.steer:
+            return None
+        model = self.trained
+        if model is None:
+            raise HarnessError("defense=safety_signal: an adaptive attack needs the hardened model; harden() first")
+        head = SafetyHead.load(self.head_folder(model), device=model.hf.device, dtype=model.hf.dtype)
+        threshold = self.steering.threshold
+
+        def cost(texts, margin: float = 0.05) -> list[float]:
+            return [max(0.0, p - threshold + margin) for p in first_check(model, head, texts)]
+
+        return cost
+
     def wrap(self, engine: Engine) -> Engine:
         if not self.steer:
             return engine
@@ -186,3 +202,21 @@ class SafetySignal(Defense):
         head = SafetyHead.load(folder, device=model.hf.device, dtype=model.hf.dtype)
         return SafetySignalEngine(model, HeadClassifier(head, source=str(folder)), self.steering,
                                   batch_size=engine.batch_size, progress=engine.progress, decisions_log=self.decisions_log)
+
+
+def first_check(model: Model, head: SafetyHead, texts) -> list[float]:
+    """p(malicious) the head gives at step 0 for each user text: the [CLS] right after the rendered prompt."""
+    import torch
+
+    from harness.types import Message
+
+    hf = model.hf
+    out = []
+    with torch.inference_mode():
+        for text in texts:
+            ids = torch.tensor([model.prompt_ids((Message(role="user", content=text),))], device=hf.device)
+            embeds = hf.get_input_embeddings()(ids)
+            inputs = torch.cat([embeds, head.cls_inputs(1, 1, embeds)], dim=1)
+            hidden = hf.get_decoder()(inputs_embeds=inputs).last_hidden_state
+            out.append(float(head.p_malicious(hidden[:, -1])[0]))
+    return out
