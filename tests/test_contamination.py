@@ -60,10 +60,12 @@ def test_a_trained_model_records_its_prompts_and_runs_count_the_overlap(tiny, da
 def test_the_default_aligned_recipe_overlaps_harmbench_where_its_training_slice_does(data_dir):
     """smollm2-aligned's safety SFT refuses HarmBench's first 150 standard behaviors: the guard's hashes find
     exactly the evaluated behaviors whose ids are in that slice (counted here by id, not by hash)."""
+    from benchmarks.alpaca_eval import AlpacaEval
     from benchmarks.harmbench import HarmBench
     from defenses.safety_sft import SafetySFT
 
-    recipe = SafetySFT(harmful=HarmBench(functional=["standard"], data_dir=data_dir), benign=None, n_harmful=150)
+    recipe = SafetySFT(harmful=HarmBench(functional=["standard"], data_dir=data_dir), benign=AlpacaEval(data_dir=data_dir),
+                       n_harmful=150)
     prompts = contamination.example_prompts(recipe.refusal_examples())
     trained_ids = {b.id for b in HarmBench(functional=["standard"], data_dir=data_dir).load()[:150]}
     for limit_order in ("first", "stratified"):
