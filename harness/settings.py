@@ -28,7 +28,7 @@ from harness.errors import HarnessError
 
 
 class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False)
 
     cosmetic: ClassVar[frozenset[str]] = frozenset()  # fields that cannot change a result: not in the identity
     # Optional features added after keys existed: left out of the identity while None (off), so turning
