@@ -25,7 +25,7 @@ def complete_lines(path) -> int:
 def test_kill_9_mid_run_then_resume(data_dir, tiny, tmp_path):
     run = tmp_path / "run"
     args = [f"data_dir={data_dir}", "model=local", f"model.path={tiny.folder}", "model.name=tiny", f"limit={N}",
-            "attack=direct", "sampling.max_tokens=48", "engine.batch_size=1", f"out_dir={run}"]
+            "benchmark.limit_order=first", "attack=direct", "sampling.max_tokens=48", "engine.batch_size=1", f"out_dir={run}"]
     records = run / "records.jsonl"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
     with open(tmp_path / "first.log", "w") as log:
