@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DTYPES = ("float32", "bfloat16", "float16", "auto")
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@=-]*")
 CONTEXT_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
 
 
@@ -59,7 +59,7 @@ class Model:
         if not isinstance(name, str) or not NAME.fullmatch(name):
             raise HarnessError(
                 f"model.name={name!r}: a model name becomes a folder name in results and the cache; use letters, "
-                f"digits and . _ - + (no '/', no leading '.'), e.g. model.name=my-model")
+                f"digits and . _ - + @ = (no '/', no leading '.'), e.g. model.name=my-model")
         self.name = name
         self.dtype = dtype
         self.chat_template = chat_template
