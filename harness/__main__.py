@@ -11,11 +11,12 @@ import hydra
 from omegaconf import DictConfig
 
 from harness.cli import build_experiment, exits_cleanly
+from harness.config import CONF
 
 log = logging.getLogger("harness")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")
 @exits_cleanly
 def main(cfg: DictConfig) -> float:
     from harness import report

@@ -265,7 +265,7 @@ def test_other_attacks_get_no_worst_case_rows(tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("attack.top_ps=[0.5,1.5]", "attack.top_ps contains 1.5: top-p values must be in (0, 1]"),
+    ("attack.top_ps=[0.5,1.5]", "attack.top_ps=[0.5, 1.5]: contains 1.5: top-p values must be in (0, 1]"),
     ("sampling.top_p=1.5", "top_p"),
 ])
 def test_cli_bad_sampling_value_is_one_clear_message(data_dir, tiny, tmp_path, override, message):
