@@ -9,7 +9,7 @@ from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import HarnessError
 
@@ -57,12 +57,10 @@ def instantiate(node: DictConfig, **kwargs: Any) -> Any:
 
 def build_experiment(cfg: DictConfig):
     from harness.run import Experiment
+    from harness.settings import parse
     from harness.types import Sampling
 
-    try:
-        sampling = Sampling(**cfg.sampling)
-    except Exception as exc:  # pydantic's message names the field and the bound
-        raise HarnessError(f"bad sampling settings: {exc}") from None
+    sampling = parse(Sampling, "sampling", cfg.sampling)
     return Experiment(
         model=instantiate(cfg.model),
         benchmark=instantiate(cfg.benchmark),
@@ -72,6 +70,7 @@ def build_experiment(cfg: DictConfig):
         engine=instantiate(cfg.engine),
         sampling=sampling,
         out_dir=run_folder(cfg),
+        config=OmegaConf.to_container(cfg, resolve=True),
     )
 
 
