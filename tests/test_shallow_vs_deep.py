@@ -43,5 +43,5 @@ def test_prefill_source_is_the_targets_or_a_models_answers(tiny, data_dir, tmp_p
     plain = ShallowVsDeep(**common).prefill_attack()
     assert plain.name == "prefill" and plain.source == "auto"
     answers = ShallowVsDeep(**common, answers_from=tiny).prefill_attack()
-    assert answers.name == "prefill_answers" and answers.lengths == [0, 5, 40]
+    assert answers.name == "prefill_answers" and list(answers.lengths) == [0, 5, 40]
     assert answers.describe()["answers_from"] == tiny.id and answers.answer_tokens >= 40
