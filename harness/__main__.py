@@ -14,13 +14,14 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from harness.cli import build_experiment, check_finite, exits_cleanly
+from harness.config import CONF
 from harness.errors import ExitCode
 
 log = logging.getLogger("harness")
 worst_exit = ExitCode.OK  # the worst ending of the run (or of a sweep's runs), the process's exit code
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")
 @exits_cleanly
 def main(cfg: DictConfig) -> float:
     from harness import report

@@ -59,18 +59,13 @@ def instantiate(node: DictConfig, **kwargs: Any) -> Any:
 
 
 def build_experiment(cfg: DictConfig):
-    from pydantic import ValidationError
 
     from harness.run import Experiment
+    from harness.settings import parse
     from harness.types import Sampling
 
     check_finite(OmegaConf.to_container(cfg, resolve=False))
-    try:
-        sampling = Sampling(**cfg.sampling)
-    except ValidationError as exc:  # pydantic's message names the field and the bound
-        problems = "; ".join(f"sampling.{'.'.join(map(str, e['loc']))}={e.get('input')!r}: {e['msg']}"
-                             for e in exc.errors())
-        raise HarnessError(f"bad sampling settings: {problems}") from None
+    sampling = parse(Sampling, "sampling", cfg.sampling)
     return Experiment(
         model=instantiate(cfg.model),
         benchmark=instantiate(cfg.benchmark),
@@ -80,6 +75,7 @@ def build_experiment(cfg: DictConfig):
         engine=instantiate(cfg.engine),
         sampling=sampling,
         out_dir=run_folder(cfg),
+        config=OmegaConf.to_container(cfg, resolve=True),
     )
 
 

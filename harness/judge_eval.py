@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness import calibration
+from harness import calibration, config
 from harness.cli import exits_cleanly
 from harness.data_files import read_table
 from harness.errors import DataError, HarnessError, choices
@@ -47,7 +47,6 @@ from harness.judge import Judge
 from harness.types import Behavior, Completion, Message, Request, Verdict
 
 log = logging.getLogger(__name__)
-CONF = Path(__file__).resolve().parents[1] / "conf"
 DEFAULT_LABELS = "jbb/classifier_comparison.csv"
 DEFAULT_CONTEXT = "context"
 METRICS = ["n", "errors", "accuracy", "precision", "recall", "f1", "kappa", "flagged"]
@@ -55,16 +54,11 @@ METRICS = ["n", "errors", "accuracy", "precision", "recall", "f1", "kappa", "fla
 
 def load_judge(name: str, overrides: Sequence[str] = ()) -> Judge:
     """Build the judge `conf/judge/<name>.yaml` through the harness's Hydra config."""
-    from hydra import compose, initialize_config_dir
-
     from harness.cli import instantiate
 
-    options = sorted(p.stem for p in (CONF / "judge").glob("*.yaml"))
-    if name not in options:
-        raise HarnessError(f"--judge {name!r}: choose one of {choices(options)}")
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"judge={name}", *overrides])
-    return instantiate(cfg.judge)
+    if name not in config.options("judge"):
+        raise HarnessError(f"--judge {name!r}: choose one of {choices(config.options('judge'))}")
+    return instantiate(config.compose([f"judge={name}", *overrides]).judge)
 
 
 def agreement(truth: Sequence[int] | np.ndarray, predicted: Sequence[float] | np.ndarray) -> dict[str, float]:

@@ -105,8 +105,7 @@ def analyse(model: Model, reference: Model, pairs: Sequence[tuple[Behavior, str]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from hydra import compose, initialize_config_dir
-
+    from harness import config
     from harness.answers import sample_answers
     from harness.cli import instantiate
 
@@ -120,11 +119,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data_dir=../shared/data")
     args = parser.parse_args(argv)
-    root = Path(__file__).resolve().parents[1] / "conf"
 
     def card(name: str):
-        with initialize_config_dir(config_dir=str(root), version_base="1.3"):
-            cfg = compose("config", overrides=[f"model={name}", f"benchmark={args.benchmark}", "limit=null", *args.overrides])
+        cfg = config.compose([f"model={name}", f"benchmark={args.benchmark}", "limit=null", *args.overrides])
         return cfg, instantiate(cfg.model)
 
     cfg, model = card(args.model)

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness import report
+from harness import config, report
 from harness.cli import exits_cleanly
 from harness.errors import HarnessError, choices
 from harness.judge import Judge
@@ -32,25 +32,16 @@ from harness.records import RecordStore
 from harness.types import Record
 
 log = logging.getLogger("harness.rejudge")
-CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def compose_judge(overrides: Sequence[str]) -> Judge:
     """The judge of the harness config under these overrides (judge=name, judge.key=value, cache_dir=...)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-
     from harness.cli import instantiate
 
-    bad = [o for o in overrides if "=" not in o]
-    if bad:
-        raise HarnessError(f"{choices(bad)}: after the run folders give Hydra overrides key=value, e.g. judge=keyword_gcg")
     try:
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=list(overrides))
-    except HydraException as exc:
-        options = sorted(p.stem for p in (CONF / "judge").glob("*.yaml"))
-        raise HarnessError(f"{' '.join(overrides)}: {str(exc).splitlines()[0]} (judges: {choices(options)})") from None
+        cfg = config.compose(overrides)
+    except HarnessError as exc:
+        raise HarnessError(f"{exc} (after the run folders give Hydra overrides; judges: {choices(config.options('judge'))})") from None
     return instantiate(cfg.judge)
 
 

@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from harness import contamination, report
+from harness import contamination, manifest, report
 from harness.attack import Attack
 from harness.benchmark import Benchmark
 from harness.defense import Defense
@@ -42,6 +43,7 @@ class Experiment:
     engine: Callable[[Model], Engine]  # built once the (possibly hardened/tampered) model is known
     sampling: Sampling
     out_dir: Path
+    config: dict[str, Any] | None = None  # the resolved Hydra config, for run.json
 
 
 @dataclass
@@ -63,6 +65,10 @@ def run(exp: Experiment) -> Outcome:
     start = time.perf_counter()
     exp.judge.preflight()  # keys, servers, packages: before any training, loading or generating
     exp.engine(exp.model).preflight()
+    started = manifest.now()
+    settings = {"model": exp.model.id, "benchmark": exp.benchmark.describe(), "attack": exp.attack.describe(),
+                "defense": exp.defense.describe(), "judge": exp.judge.id, "sampling": exp.sampling.model_dump()}
+    manifest.write(exp.out_dir, status="running", started=started, config=exp.config, settings=settings)
     behaviors = exp.benchmark.load()
     log.info("benchmark %s: %d behaviors", exp.benchmark.name, len(behaviors))
     model = exp.attack.tamper(exp.defense.harden(exp.model), exp.defense)
@@ -117,7 +123,12 @@ def run(exp: Experiment) -> Outcome:
     table = (report.write(records, exp.out_dir, sampling=notes, contaminated=contamination.load_run(exp.out_dir))
              if records else pd.DataFrame())  # none: every request failed
     record_usage(exp.judge, exp.out_dir, "run")  # calls, tokens, cost of model-based judges -> judge_usage.jsonl
-    return Outcome(table=table, records=records, generated=generated, reused=reused,
-                   rejudged=len(stale), seconds=time.perf_counter() - start, failed=failed)
+    outcome = Outcome(table=table, records=records, generated=generated, reused=reused,
+                      rejudged=len(stale), seconds=time.perf_counter() - start, failed=failed)
+    manifest.write(exp.out_dir, status="done", finished=manifest.now(), seconds=round(outcome.seconds, 1),
+                   run_hash=setup, engine=engine.describe(), trained_model=model.id,
+                   counts={"behaviors": len(behaviors), "requests": len(requests), "records": len(records),
+                           "generated": generated, "reused": reused, "rejudged": len(stale)})
+    return outcome
 
 

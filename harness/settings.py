@@ -113,6 +113,7 @@ class Configured:
 
     def describe(self) -> dict[str, Any]:
         """What changes results: the plugin's name and its settings' identity (part of run hashes and cache keys)."""
-        return {self.option: self.name, **self.settings.identity()}
+        settings = self.__dict__.get("settings")  # a subclass whose __init__ does not call ours has none
+        return {self.option: self.name, **(settings.identity() if isinstance(settings, Settings) else {})}
 
 

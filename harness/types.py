@@ -124,9 +124,13 @@ class Verdict(Frozen):
     refusal_at: int | None = None  # where the refusal starts in the completion (characters), when the judge knows
 
 
+RECORD_SCHEMA = 1  # the records.jsonl line format; lines written before the field existed are this format too
+
+
 class Record(Frozen):
     """One line of records.jsonl: a judged completion, with the hash of the set-up that produced it."""
 
+    schema_version: int = RECORD_SCHEMA
     run: str  # hash of model + defense + engine settings: the generation set-up
     model: str
     defense: str

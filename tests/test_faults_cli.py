@@ -29,10 +29,10 @@ def fails_cleanly(out: subprocess.CompletedProcess, *needles: str) -> str:
 
 
 @pytest.mark.parametrize(("override", "needles"), [
-    ("limit=1.5", ("limit=1.5", "positive whole number")),
-    ("limit=abc", ("limit='abc'", "positive whole number")),
-    ("engine.batch_size=0", ("engine.batch_size=0", "1 or more")),
-    ("engine.batch_size=-3", ("engine.batch_size=-3", "1 or more")),
+    ("limit=1.5", ("limit=1.5", "valid integer")),
+    ("limit=abc", ("limit='abc'", "valid integer")),
+    ("engine.batch_size=0", ("engine.batch_size=0", "greater than or equal to 1")),
+    ("engine.batch_size=-3", ("engine.batch_size=-3", "greater than or equal to 1")),
     ("model.name=org/tiny", ("model.name='org/tiny'", "no '/'")),
     ("model.name=../../x", ("model.name='../../x'", "no '/'")),
 ])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -42,6 +43,8 @@ def test_kill_9_mid_run_then_resume(data_dir, tiny, tmp_path):
     assert proc.returncode == -signal.SIGKILL
     kept = complete_lines(records)
     assert 2 <= kept < N, f"killed after {kept} of {N} records: not mid-run"
+    killed = json.loads((run / "run.json").read_text())  # the manifest is written when the run starts
+    assert killed["status"] == "running" and killed["config"]["limit"] == N and "finished" not in killed
 
     # A torn write, as a kill during an append leaves it: the first half of a record line, no newline.
     line = records.read_bytes().splitlines()[0]
@@ -56,6 +59,12 @@ def test_kill_9_mid_run_then_resume(data_dir, tiny, tmp_path):
     assert (total, reused, rejudged) == (N, kept, 0)  # every stored completion reused, none judged again
     assert generated == N - kept  # only the missing ones generated: nothing twice
     assert "dropping a partly written last line" in second.stdout + second.stderr
+    manifest = json.loads((run / "run.json").read_text())
+    assert manifest["status"] == "done" and manifest["schema"] == 1
+    assert manifest["counts"] == {"behaviors": N, "requests": N, "records": N, "generated": N - kept, "reused": kept,
+                                  "rejudged": 0}
+    assert manifest["versions"]["torch"] and manifest["settings"]["attack"] == {"attack": "direct"}
+    assert manifest["git"]["commit"] and manifest["hardware"]["cpus"] >= 1
 
     lines = records.read_bytes().split(b"\n")
     assert lines[-1] == b""  # the file ends with a full line

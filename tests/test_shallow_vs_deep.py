@@ -48,5 +48,5 @@ def test_prefill_source_is_the_targets_or_a_models_answers(tiny, data_dir, tmp_p
     with_answers = ShallowVsDeep(**common, answers_from=tiny)
     assert with_answers.stem != "shallow_vs_deep" and tiny.name in with_answers.prefix_source  # never overwrites the plain run
     answers = with_answers.prefill_attack()
-    assert answers.name == "prefill_answers" and answers.lengths == [0, 5, 40]
+    assert answers.name == "prefill_answers" and list(answers.lengths) == [0, 5, 40]
     assert answers.describe()["answers_from"] == tiny.id and answers.answer_tokens >= 40
