@@ -33,9 +33,14 @@ class Fixed:
     """A benchmark of given behaviors."""
 
     name = "fixed"
+    exclude_trained = False
+    sampling_note = ""
 
     def __init__(self, behaviors):
         self.behaviors = behaviors
+
+    def describe(self):
+        return {"benchmark": self.name}
 
     def load(self):
         return self.behaviors

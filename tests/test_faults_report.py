@@ -6,7 +6,7 @@ import logging
 
 import pandas as pd
 
-from harness import report
+from harness import plots, report
 
 
 def test_a_parameter_a_row_does_not_have_is_a_dash_not_nan():
@@ -26,8 +26,10 @@ def test_a_zero_percent_summary_bar_is_labelled_and_missing_data_says_so(tmp_pat
     monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))
     summary = pd.DataFrame({"model": ["a", "b"], "defense": ["none", "none"], "attack": ["prefill", "prefill"],
                             "benchmark": ["advbench", "advbench"], "worst_case_asr": [0.0, 50.0],
-                            "best_config_asr": [float("nan"), 25.0]})
-    report.plot_summary(summary, tmp_path)
+                            "best_config_asr": [float("nan"), 25.0], "worst_case_asr_lo": [0.0, 30.0],
+                            "worst_case_asr_hi": [10.0, 70.0], "best_config_asr_lo": [float("nan"), 10.0],
+                            "best_config_asr_hi": [float("nan"), 45.0]})
+    plots.plot_summary(summary, tmp_path)
     (fig,) = figures
     labels = [t.get_text() for t in fig.axes[0].texts]
     assert sorted(labels) == sorted(["0", "no data", "50", "25"])

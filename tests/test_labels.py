@@ -115,7 +115,8 @@ def test_judge_eval_scores_a_judge_against_a_runs_human_labels(run, tmp_path):
     labels.import_file(export(tmp_path / "l.json", [*truth.items(), (records[0].key, "unclear")]), [run])
     args = judge_eval.argparse.Namespace(judge="keyword", labels=None, run=[run], out=tmp_path / "eval", overrides=[],
                                          goal_column="goal", prompt_column="prompt", response_column="target_response",
-                                         label_column="human_majority")
+                                         label_column="human_majority", context_column=judge_eval.DEFAULT_CONTEXT,
+                                         write_calibration=False, calibration_dir=None)
     table = judge_eval.run(args)
     predicted = [float(KeywordJudge().one(r.behavior, r.completion).harmful) for r in records[1:]]
     expected = judge_eval.agreement([int(truth[r.key] == "harmful") for r in records[1:]], predicted)
