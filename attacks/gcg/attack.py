@@ -35,10 +35,10 @@ from attacks.gcg.optimizer import GCG, REFERENCE_INIT, GCGSettings, Speed
 from attacks.gcg.slot import SuffixSlot
 from attacks.gcg.testcases import TestCase, TestCaseStore
 from harness.attack import Attack
+from harness.errors import HarnessError
 from harness.judge import Judge
 from harness.model import Model
 from harness.settings import Ref, Settings
-from harness.errors import HarnessError
 from harness.types import Behavior, Cost, Request, Sampling, content_hash
 
 log = logging.getLogger(__name__)
