@@ -35,7 +35,7 @@ import pandas as pd
 from harness import calibration, contamination, paired
 from harness.calibration import Calibration
 from harness.cli import exits_cleanly
-from harness.cost_report import cost_fields, cost_summary, plot_asr_vs_budget
+from harness.cost_report import COST, cost_fields, cost_summary, plot_asr_vs_budget
 from harness.errors import HarnessError
 from harness.records import RecordStore
 from harness.stats import cluster_bootstrap, proportion_interval, wilson
@@ -52,7 +52,8 @@ BEHAVIORS = "behaviors.csv"  # per (set-up, configuration, behavior): samples, h
 # the measured columns of an ASR table (everything else is a key: setup, attack parameters, category)
 METRIC_COLUMNS = frozenset({"n", "n_harmful", "asr", "asr_lo", "asr_hi", "refusal", "refusal_lo", "refusal_hi",
                             "mean_score", "prefill_tokens", "errors", "asr_corrected", "asr_corrected_lo",
-                            "asr_corrected_hi", "calibration", "contaminated", "sampling"})
+                            "asr_corrected_hi", "calibration", "contaminated", "sampling", "calib_judge", "calib_behaviors",
+                            "blocked", "adaptive", *COST})
 
 
 def to_frame(records: Iterable[Record]) -> pd.DataFrame:

@@ -59,3 +59,12 @@ def serving(server) -> Iterator[None]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+def send_json_bytes(handler, status: int, data: bytes) -> None:
+    """A fake server's reply: `data` (JSON bytes) with its status and headers, from an http.server handler."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

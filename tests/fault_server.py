@@ -12,6 +12,8 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from conftest import send_json_bytes
+
 
 class FaultServer:
     def __init__(self, models: tuple[str, ...] = ("tiny", "judge")) -> None:
@@ -62,12 +64,7 @@ class FaultServer:
                                 "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}})
 
             def send(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json_bytes(self, status, json.dumps(payload).encode())
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

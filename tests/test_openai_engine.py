@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import serving
+from conftest import send_json_bytes, serving
 
 from harness.defense import Defense
 from harness.engines.openai_engine import OpenAIEngine
@@ -102,11 +102,7 @@ class FakeServer:
                 self.send_raw(status, json.dumps(payload).encode())
 
             def send_raw(self, status: int, data: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json_bytes(self, status, data)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"

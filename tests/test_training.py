@@ -108,7 +108,7 @@ def test_sampled_answers_record_whether_the_model_ended_its_turn(tiny, monkeypat
     from harness.types import Behavior, Completion
 
     class Fake:  # one answer ends, one hits the token limit
-        def __init__(self, model, batch_size):
+        def __init__(self, model, batch_size, **kw):
             pass
 
         def generate(self, requests):
