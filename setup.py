@@ -10,5 +10,9 @@ from setuptools import find_packages, setup
 setup(
     packages=[*find_packages(include=["harness*", "attacks*", "defenses*", "benchmarks*"]), "harness.conf"],
     package_dir={"harness.conf": "conf"},
-    package_data={"harness.conf": ["*.yaml", "**/*.yaml"]},
+    package_data={
+        "harness.conf": ["*.yaml", "**/*.yaml"],
+        "harness.view": ["static/*"],  # the results browser's page, code and vendored Tabulator (no build step)
+        "attacks": ["template/*.yaml"],  # the shipped jailbreak templates
+    },
 )
