@@ -99,10 +99,11 @@ def test_job_cancelled_mid_run_resumes_on_resubmission(cluster, tiny, data_dir, 
     """scancel a job half-way; re-submitting the sweep finishes it: every completion written before the cancel
     is kept as it was, none is generated twice."""
     sweep = tmp_path / "sweep"
-    # 100 decoding configurations of one behavior, 2 rows per batch: 50 appends to records.jsonl, ~30 s on 2 idle
-    # cores (sampled rows of a random model are slow to draw); the cancel lands after the first
-    cmd = sweep_cmd(tiny, data_dir, sweep, "attack=decoding", "limit=1", "sampling.max_tokens=8", "engine.batch_size=2")
-    expected = 100
+    # 100 decoding configurations of two behaviors, 2 rows per batch: 100 appends to records.jsonl, far longer than
+    # the 5 s between scancel's SIGTERM (which submitit's job bypasses) and its SIGKILL even on idle cores, so the
+    # cancel always lands mid-run
+    cmd = sweep_cmd(tiny, data_dir, sweep, "attack=decoding", "limit=2", "sampling.max_tokens=32", "engine.batch_size=2")
+    expected = 200
     records = sweep / "local/advbench/decoding/none/records.jsonl"
     submitter = subprocess.Popen(cmd, cwd=ROOT, env=env_with_cache(tmp_path), stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, start_new_session=True)
