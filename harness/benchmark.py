@@ -204,8 +204,6 @@ class Benchmark(Configured):
         return f"categories={self.categories}, sample={self.sample}, limit={self.limit}, limit_order={self.limit_order}"
 
 
-LIMIT_ORDERS = ("stratified", "first")  # = BenchmarkSettings.limit_order
-
 
 def stratified(behaviors: list[Behavior], k: int, seed: int) -> list[Behavior]:
     """k behaviors drawn without replacement, each category getting its proportional share (largest
