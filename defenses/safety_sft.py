@@ -4,8 +4,8 @@ Harmful prompts come from a training benchmark disjoint from evaluation (default
 standard behaviors of its test split; its val split is the dev set for tuning; AdvBench, JBB,
 XSTest and HarmBench contextual are evaluation sets). `phrasings` adds that many other
 phrasings of each harmful request (questions, "ways to ...", role-play, fiction, made-up
-context: `safety_phrasings`); `lookalikes` and `safe_lookalikes` add harmless prompts on the
-same topics, answered. Helpful answers are the base model's own greedy answers (AlpacaEval
+context: `safety_phrasings`); `lookalikes`, `writing` and `safe_lookalikes` add harmless prompts
+on the same topics (questions, writing tasks), answered. Helpful answers are the base model's own greedy answers (AlpacaEval
 and the look-alikes), so the utility anchors teach no new style; an answer cut off at
 `answer_tokens` is not taught to end. The result is cached by recipe, e.g. `smollm2-aligned`.
 """
@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, PlainSerializer
 
-from defenses.safety_phrasings import SAFE_LOOKALIKES, lookalike, rephrase, wrap
+from defenses.safety_phrasings import SAFE_LOOKALIKES, lookalike, rephrase, wrap, writing_lookalike
 from harness.answers import sampled_answers
 from harness.benchmark import Benchmark
 from harness.defense import Defense
@@ -26,8 +26,8 @@ from harness.settings import Named, Settings
 from harness.training import Example, TrainKey, TrainSettings, train
 from harness.types import Behavior, Message
 
-LOOKALIKE_KINDS = ("lookalike", "safe_lookalike", "wrapped")
-VARIATIONS = ("phrasings", "lookalikes", "safe_lookalikes", "wrapped", "exclude")  # data options added later
+LOOKALIKE_KINDS = ("lookalike", "safe_lookalike", "wrapped", "writing")
+VARIATIONS = ("phrasings", "lookalikes", "safe_lookalikes", "wrapped", "exclude", "writing")  # data options added later
 Names = PlainSerializer(lambda v: [b.name for b in v], when_used="always")  # benchmarks by their names
 
 
@@ -52,6 +52,7 @@ class SafetySFTSettings(Settings):
     lookalikes: int = Field(0, ge=0)  # harmless contrast prompts on the harmful prompts' topics
     safe_lookalikes: int = Field(0, ge=0, le=len(SAFE_LOOKALIKES))  # hand-written safe look-alikes
     wrapped: int = Field(0, ge=0)  # benign requests inside the harmful rephrasings' wrappers
+    writing: int = Field(0, ge=0)  # harmless writing tasks (story, essay, report) on the harmful prompts' topics
     exclude: Annotated[tuple[Benchmark, ...], Names] = ()  # evaluation sets whose prompts never train
 
     def identity(self) -> dict[str, Any]:
@@ -65,7 +66,7 @@ class SafetySFT(Defense):
 
     @property
     def varied(self) -> bool:
-        return bool(self.phrasings or self.lookalikes or self.safe_lookalikes or self.wrapped)
+        return bool(self.phrasings or self.lookalikes or self.safe_lookalikes or self.wrapped or self.writing)
 
     def training_prompts(self) -> list[Behavior]:
         """The harmful behaviors trained on (before rephrasing): the first n_harmful not in an `exclude` set."""
@@ -95,7 +96,11 @@ class SafetySFT(Defense):
                 for i, p in enumerate(SAFE_LOOKALIKES[: self.safe_lookalikes])]
         rows = self.benign.load()[self.n_benign : self.n_benign + self.wrapped]
         wrapped = [Behavior(id=f"{b.id}:wrapped", prompt=wrap(b), label="benign", source="wrapped") for b in rows]
-        return contrast + safe + wrapped
+        # writing tasks on the topics of the last `writing` behaviors (the contrast questions take the first ones)
+        trained = self.training_prompts()
+        writing = [Behavior(id=f"{b.id}:writing", prompt=writing_lookalike(b), label="benign", source="writing")
+                   for b in trained[max(0, len(trained) - self.writing):]] if self.writing else []
+        return contrast + safe + wrapped + writing
 
     def utility_examples(self, model: Model, weight: float = 1.0) -> list[Example]:
         benign = self.benign.load()[: self.n_benign] + self.lookalike_prompts()
