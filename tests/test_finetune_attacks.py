@@ -234,8 +234,8 @@ def test_exact_match_judge_scores_gsm8k_answers():
 def test_finetune_experiment_writes_the_table_and_the_steps_curve(tiny, harmbench, data_dir, canned_answers, tmp_path):
     from functools import partial
 
+    from experiments.finetune_attacks import FinetuneAttacks
     from harness.engines.hf import HFEngine
-    from harness.experiments.finetune_attacks import FinetuneAttacks
     from harness.judges.keyword import KeywordJudge
 
     train_cfg = {"lr": 1e-3, "epochs": 1, "batch_size": 2, "warmup_steps": 0, "bf16": False}

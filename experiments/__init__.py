@@ -1,0 +1,1 @@
+"""Experiment drivers (`experiment=<name>`): each composes several ordinary runs into one table."""
