@@ -132,3 +132,10 @@ def run(exp: Experiment) -> Outcome:
     return outcome
 
 
+def evaluate(model: Model, benchmark: Benchmark, attack: Attack, defense: Defense, judge: Judge,
+             engine: Callable[[Model], Engine], sampling: Sampling, out_dir: str | Path) -> pd.DataFrame:
+    """One cell of an experiment: an ordinary run in `out_dir` (it resumes like any run); its ASR table.
+
+    Every experiment driver (experiments/) evaluates through this, so a cell is exactly what
+    `python -m harness` would run with the same plugins."""
+    return run(Experiment(model, benchmark, attack, defense, judge, engine, sampling, Path(out_dir))).table

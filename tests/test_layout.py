@@ -52,3 +52,10 @@ def test_experiment_drivers_live_outside_the_core():
     for target in targets.values():
         module = ROOT / (target.rsplit(".", 1)[0].replace(".", "/") + ".py")
         assert module.is_file(), target
+
+
+def test_experiment_drivers_get_attacks_and_defenses_from_config():
+    """Drivers import the core only: their attacks and defenses come from the experiment's Hydra config."""
+    offenders = {f"{path.relative_to(ROOT)} -> {name}" for path in files("experiments") for name in imports(path)
+                 if name.split(".")[0] in ("attacks", "defenses", "benchmarks")}
+    assert not offenders
