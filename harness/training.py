@@ -7,8 +7,9 @@ The loop computes logits only at response positions (the LM head over a 49k voca
 is most of the cost of a small model), and hands them to an `Objective` together with each
 token's position in the response and its example's weight.
 
-The trained model is saved in the content-addressed model cache, keyed by the base model,
-the data, the settings and the objective: the same recipe is trained once and reused.
+The trained model is saved in the content-addressed model cache, keyed by the recipe version,
+the base model, the data (every field of every example), every setting and the objective: the
+same recipe is trained once and reused.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from harness.distributed import Replicas, build_once, is_main, objective_module
 from harness.errors import HarnessError
 from harness.model import LocalModel, Model
 from harness.progress import progress
-from harness.types import Frozen, Message, content_hash
+from harness.types import RECIPE_VERSION, Frozen, Message, content_hash
 
 if TYPE_CHECKING:
     import torch
@@ -47,11 +48,7 @@ class Example(Frozen):
     weight: float = 1.0
     kind: str = ""  # refusal | utility | recovery | harmful | ... (for logs)
     label: int | None = None  # a class label for objectives with a classification head (e.g. 1 = malicious)
-
-    def digest(self) -> str:
-        """Unset new fields (no label, an answer that ends) leave the digest, and cached models' keys, as before they existed."""
-        exclude = ({"label"} if self.label is None else set()) | ({"ends"} if self.ends else set())
-        return content_hash(self.model_dump(mode="json", exclude=exclude or None))
+    # digest(): every field, set or not (Frozen's), so the cache key sees all of an example
 
 
 class LoraSettings(Frozen):
@@ -80,10 +77,8 @@ class TrainSettings(Frozen):
     group_by_length: bool = True
 
     def key(self) -> dict[str, Any]:
-        """What the cache key sees. Unset checkpoints, and plain shuffling, leave keys as they were before those
-        options existed (models trained before then stay valid; grouped batching is a different recipe)."""
-        exclude = ({"save_steps"} if not self.save_steps else set()) | ({"group_by_length"} if not self.group_by_length else set())
-        return self.model_dump(mode="json", exclude=exclude or None)
+        """What the cache key sees: every setting (checkpoints too: a cached model must hold the ones asked for)."""
+        return self.model_dump(mode="json")
 
 
 # A TrainSettings field of a plugin's settings: the cache key sees `TrainSettings.key()`.
@@ -203,8 +198,7 @@ def train(
     if not examples0:
         raise HarnessError("no training examples")
     name = name or f"{model.name}-ft"
-    key = content_hash({"base": model.id, "data": [e.digest() for e in examples0], "recipe": recipe or {},
-                        "settings": settings.key(), "objective": objective.describe()})
+    key = cache_key(model, examples0, settings, objective, recipe)
 
     def build(out: Path) -> None:  # only on a cache miss: tokenizing for the length filter costs nothing otherwise
         encoder = Encoder(model, settings.max_length)
@@ -226,6 +220,14 @@ def train(
     if is_main():
         contamination.record(folder, examples0, contamination.trained_prompts(model))  # also for models cached before
     return like(model, folder, name)
+
+
+def cache_key(model: Model, examples: Sequence[Example], settings: TrainSettings, objective: Objective,
+              recipe: dict[str, Any] | None = None) -> str:
+    """The trained model's key in the model cache: the recipe version, the base, every example (first epoch),
+    the recipe's own description, every training setting and the objective."""
+    return content_hash({"version": RECIPE_VERSION, "base": model.id, "data": [e.digest() for e in examples],
+                         "recipe": recipe or {}, "settings": settings.key(), "objective": objective.describe()})
 
 
 def like(model: Model, folder: Path, name: str) -> LocalModel:
@@ -289,7 +291,8 @@ def _train_into(out: Path, model: Model, data_fn: DataFn, first: list[Example], 
                 on_step=lambda step: save(out / "checkpoints" / f"step-{step}", merge_copy=True))
     if save(out, merge_copy=False) is not None:
         (out / "train_log.json").write_text(json.dumps({
-            "base": model.id, "settings": settings.model_dump(mode="json"), "objective": objective.describe(),
+            "recipe_version": RECIPE_VERSION, "base": model.id, "settings": settings.model_dump(mode="json"),
+            "objective": objective.describe(),
             "examples": len(first), "kinds": {k: sum(e.kind == k for e in first) for k in sorted({e.kind for e in first})},
             "processes": replicas.size, **stats,
         }, indent=1))

@@ -202,7 +202,7 @@ def test_safety_anchors_are_disjoint_refusals_that_the_fine_tuning_api_mixes_in(
     assert ConstrainedSFT(anchors=anchors).fine_tuning_data(user) == mixed
     assert ConstrainedSFT().fine_tuning_data(user) == user and NoDefense().fine_tuning_data(user) == user
     assert ConstrainedSFT(anchors=anchors).describe()["defense"] == "constrained_sft_anchored"
-    assert "anchors" not in ConstrainedSFT().describe()  # run hashes of the paper's setting are unchanged
+    assert ConstrainedSFT().describe()["anchors"] is None  # the paper's setting: no anchors, said in the run hash too
     with pytest.raises(DataError, match="lower anchors.skip"):
         SafetyAnchors(harmbench, n=3, skip=100).examples()
 
