@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import config, report
+from harness import config, plots, report
 from harness.attack import Attack
 from harness.benchmark import Benchmark
 from harness.defense import Defense
@@ -117,5 +117,5 @@ class FinetuneAttacks:
 
     def plot_steps(self, curve: pd.DataFrame) -> None:
         lines = [(f"{label} fine-tuning", part["step"], part["asr"]) for label, part in curve.groupby("defense", sort=False)]
-        report.asr_lines(self.out / "asr_vs_steps.png", lines, f"fine-tuning steps ({self.steps_attack})",
+        plots.asr_lines(self.out / "asr_vs_steps.png", lines, f"fine-tuning steps ({self.steps_attack})",
                          f"ASR on {self.harmful.name} during harmful fine-tuning of {self.model.name}")

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness import config, report
+from harness import config, report, tables
 from harness.attack import Attack
 from harness.benchmark import Benchmark
 from harness.defense import Defense
@@ -34,15 +34,15 @@ from harness.types import Sampling
 
 log = logging.getLogger(__name__)
 
-SUMMARY = report.METRIC_COLUMNS | {"judge"}
+SUMMARY = tables.METRIC_COLUMNS | {"judge"}
 DECISIONS = "safety_signal_decisions.jsonl"
 
 
 def asr_columns(label: str, table: pd.DataFrame) -> dict[str, float]:
     """One column per attack configuration; attacks with many (decoding) give their worst case."""
-    params = [c for c in table.columns if c not in SUMMARY and c not in report.SETUP]
-    if "strategy" in table.columns and (table["strategy"] == report.WORST).any():
-        worst = table[table["strategy"] == report.WORST]
+    params = [c for c in table.columns if c not in SUMMARY and c not in tables.SETUP]
+    if "strategy" in table.columns and (table["strategy"] == tables.WORST).any():
+        worst = table[table["strategy"] == tables.WORST]
         if "system_prompt" in worst.columns:
             worst = worst[worst["system_prompt"] == "any"]
         return {f"ASR {label} (worst case)": float(worst["asr"].iloc[0])}

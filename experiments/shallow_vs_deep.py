@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import config, kl, report
+from harness import config, kl, plots, report
 from harness.answers import sample_answers
 from harness.attack import Attack
 from harness.benchmark import Benchmark
@@ -122,5 +122,5 @@ class ShallowVsDeep:
                   *([row.get(f"ASR k={k}{end}") for k in self.lengths] for end in ("", "_lo", "_hi")))
                  for _, row in side.iterrows()]
         source = "targets" if self.answers_from is None else f"{self.answers_from.name}'s answers"
-        report.asr_lines(self.out / f"{self.stem}.png", lines, "prefilled harmful tokens (mean actually prefilled)",
+        plots.asr_lines(self.out / f"{self.stem}.png", lines, "prefilled harmful tokens (mean actually prefilled)",
                          f"Prefilling attack on {self.harmful.name} (prefix: {source})")
