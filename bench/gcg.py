@@ -29,12 +29,12 @@ import argparse
 import statistics
 import time
 
-from common import DATA, OUT, ROOT, write
-from hydra import compose, initialize_config_dir
+from common import DATA, OUT, write
 
 from attacks.gcg.optimizer import GCG, GCGSettings, Speed
 from attacks.gcg.slot import SuffixSlot
 from benchmarks.advbench import AdvBench
+from harness import config
 from harness.cli import instantiate
 from harness.types import Message
 
@@ -186,8 +186,7 @@ def main() -> None:
     behaviors = AdvBench(data_dir=str(DATA), limit=args.behaviors).load()
     rows, curves, runs = [], {}, []
     for name in args.models.split(","):
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            model = instantiate(compose("config", overrides=[f"model={name}"]).model)
+        model = instantiate(config.compose([f"model={name}"]).model)
         model.hf  # load once, outside the timings
         curves[name] = {}
         for b in behaviors:

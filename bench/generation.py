@@ -27,10 +27,10 @@ import time
 from typing import Any
 
 from common import DATA, ROOT, write
-from hydra import compose, initialize_config_dir
 
 from attacks.decoding import DecodingAttack
 from benchmarks.advbench import AdvBench
+from harness import config
 from harness.cli import instantiate
 from harness.engines.hf import HFEngine
 from harness.types import Message, Request, Sampling
@@ -96,8 +96,7 @@ def main() -> None:
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process: one process, one timing
 
     overrides = [f"model={args.model}"] + ([f"model.dtype={args.dtype}"] if args.dtype else [])
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
+    cfg = config.compose(overrides)
     model = instantiate(cfg.model)
     model.hf  # load once, outside the timings
     rows: list[dict] = []

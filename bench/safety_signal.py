@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import DATA, ROOT, write
-from hydra import compose, initialize_config_dir
+from common import DATA, write
 
 from benchmarks.advbench import AdvBench
 from benchmarks.alpaca_eval import AlpacaEval
 from defenses.safety_signal.decoding import HeadClassifier, SafetySignalEngine, Steering
 from defenses.safety_signal.head import SafetyHead
+from harness import config
 from harness.cli import instantiate
 from harness.engines.hf import HFEngine
 from harness.types import Message, Request, Sampling
@@ -34,13 +34,9 @@ from harness.types import Message, Request, Sampling
 def load(name: str):
     """(model, head): the tiny model with a random head, or the embedded model hardened by defense=safety_signal."""
     if name == "tiny":
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-            cfg = compose("config", overrides=["model=tiny"])
-        model = instantiate(cfg.model)
+        model = instantiate(config.compose(["model=tiny"]).model)
         return model, SafetyHead.for_model(model.hf, window=10)
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"model={name}", "defense=safety_signal", "defense.decisions_log=null",
-                                           f"data_dir={DATA}"])
+    cfg = config.compose([f"model={name}", "defense=safety_signal", "defense.decisions_log=null", f"data_dir={DATA}"])
     defense = instantiate(cfg.defense)
     model = defense.harden(instantiate(cfg.model))  # trained once, then cached
     return model, SafetyHead.load(model.folder, device=model.hf.device, dtype=model.hf.dtype)

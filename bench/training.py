@@ -21,10 +21,10 @@ import random
 import tempfile
 import time
 
-from common import DATA, ROOT, write
-from hydra import compose, initialize_config_dir
+from common import DATA, write
 
 from defenses.constrained_sft.objective import ConstrainedObjective
+from harness import config
 from harness.cli import instantiate
 from harness.training import Encoder, Objective, TrainSettings, fit, load_trainable
 
@@ -72,8 +72,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"model={args.model}", "defense=safety_sft", f"data_dir={DATA}"])
+    cfg = config.compose([f"model={args.model}", "defense=safety_sft", f"data_dir={DATA}"])
     model = instantiate(cfg.model)
     recipe = instantiate(cfg.defense)
     examples = recipe.refusal_examples() + recipe.utility_examples(model)

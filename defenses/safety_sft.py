@@ -12,7 +12,7 @@ and the look-alikes), so the utility anchors teach no new style; an answer cut o
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import Field, PlainSerializer
 
@@ -27,7 +27,6 @@ from harness.training import Example, TrainKey, TrainSettings, train
 from harness.types import Behavior, Message
 
 LOOKALIKE_KINDS = ("lookalike", "safe_lookalike", "wrapped", "writing")
-VARIATIONS = ("phrasings", "lookalikes", "safe_lookalikes", "wrapped", "exclude", "writing")  # data options added later
 Names = PlainSerializer(lambda v: [b.name for b in v], when_used="always")  # benchmarks by their names
 
 
@@ -54,10 +53,6 @@ class SafetySFTSettings(Settings):
     wrapped: int = Field(0, ge=0)  # benign requests inside the harmful rephrasings' wrappers
     writing: int = Field(0, ge=0)  # harmless writing tasks (story, essay, report) on the harmful prompts' topics
     exclude: Annotated[tuple[Benchmark, ...], Names] = ()  # evaluation sets whose prompts never train
-
-    def identity(self) -> dict[str, Any]:
-        """The data options only when set: the plain recipe (none set) keeps the key it had before they existed."""
-        return {k: v for k, v in super().identity().items() if k not in VARIATIONS or v}
 
 
 class SafetySFT(Defense):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import paired, report
+from harness import paired, report, tables
 from harness.cli import exits_cleanly
 from harness.errors import DataError, HarnessError
 from harness.stats import behaviors_needed
@@ -30,7 +30,7 @@ def load_outcomes(folder: Path) -> pd.DataFrame:
     path = folder / "records.jsonl" if folder.is_dir() else folder
     if not path.is_file():
         raise DataError(f"{folder}: no records.jsonl there; give a run folder written by `python -m harness`")
-    return paired.outcomes(report.to_frame(report.load_folders([path])))
+    return paired.outcomes(tables.to_frame(report.load_folders([path])))
 
 
 def verdicts(table: pd.DataFrame, alpha: float = 0.05) -> list[str]:

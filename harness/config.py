@@ -1,4 +1,5 @@
-"""Where the Hydra config lives, and one way for the sub-tools to compose it.
+"""Where the Hydra config lives, and one way to compose it: the sub-tools (kl, rejudge, judge_eval),
+the benchmarks in bench/ and experiment drivers building a default plugin all go through `compose`.
 
 The config groups sit in `conf/` at the top of the checkout. An installed wheel ships the same
 files as package data in `harness/conf/` (pyproject maps `conf/` there), so `CONF` is the
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -25,16 +27,33 @@ def options(group: str) -> list[str]:
 
 
 def compose(overrides: Sequence[str] = ()) -> DictConfig:
-    """The harness config under Hydra overrides (group=option, key=value), without running anything."""
+    """The harness config under Hydra overrides (group=option, key=value), without running anything.
+
+    Inside a running Hydra app (`python -m harness`, whose config is this one) it composes through the app's
+    Hydra instead of starting a second one."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
 
-    bad = [o for o in overrides if "=" not in o]
+    bad = [o for o in overrides if "=" not in o and not o.startswith("~")]  # ~key deletes a key
     if bad:
         raise HarnessError(f"{choices(bad)}: give Hydra overrides key=value, e.g. judge=keyword_gcg")
     try:
+        if GlobalHydra.instance().is_initialized():
+            return hydra_compose(config_name="config", overrides=list(overrides))
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             return hydra_compose(config_name="config", overrides=list(overrides))
     except HydraException as exc:
         raise HarnessError(f"{' '.join(overrides)}: {str(exc).splitlines()[0]}") from None
+
+
+def option(group: str, name: str, **values: Any) -> Any:
+    """The plugin the option `conf/<group>/<name>.yaml` builds, with `values` overriding its settings
+    (`_partial_=True`: a factory taking further settings). An experiment driver's default for a plugin
+    its config does not name, e.g. `option("attack", "direct")`."""
+    from harness.cli import instantiate
+
+    if name not in options(group):
+        raise HarnessError(f"{group}={name}: no such option; choose one of {choices(options(group))}")
+    return instantiate(compose([f"{group}={name}"])[group], **values)

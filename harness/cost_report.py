@@ -67,7 +67,7 @@ def budget_curves(frame: pd.DataFrame) -> tuple[str, list[tuple[str, list[float]
 
 
 def plot_asr_vs_budget(frame: pd.DataFrame, out: Path) -> Path | None:
-    from harness.report import asr_lines
+    from harness.plots import asr_lines
 
     x, lines = budget_curves(frame)
     if not lines:

@@ -41,7 +41,8 @@ from scipy import stats as sps
 from harness.cli import exits_cleanly
 from harness.errors import DataError, HarnessError
 from harness.paired import key_text
-from harness.report import BEHAVIORS, METRIC_COLUMNS
+from harness.report import BEHAVIORS
+from harness.tables import METRIC_COLUMNS
 
 METRICS = METRIC_COLUMNS  # every column of an ASR table that is a measurement, not a key
 FORMATS = (".csv", ".json")

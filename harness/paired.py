@@ -6,7 +6,7 @@ about the difference, so the test is McNemar's exact test on those discordant pa
 difference of ASRs gets an interval that agrees with that test (stats.exact_paired_difference). Across the rows of a grid (prefill lengths,
 decoding configurations, set-up pairs) the p-values are Holm-adjusted.
 
-`outcomes(frame)` reduces a records frame (`report.to_frame`) to one row per (set-up,
+`outcomes(frame)` reduces a records frame (`tables.to_frame`) to one row per (set-up,
 configuration, behavior): `samples` judged, `harmful` among them, and `broken` (any sample
 harmful: the worst-case convention of the tables). Judge errors and benign behaviors are left out.
 """

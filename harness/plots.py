@@ -1,4 +1,5 @@
-"""The report's plots: ASR against swept parameters, the decoding sweep, the merged summary.
+"""The report's plots: ASR against swept parameters, the decoding sweep, the merged summary, and
+`asr_lines` (ASR against any x with bands), which the attack-budget plot and the experiments draw with.
 
 Each draws the 95 % intervals the tables carry (`asr_lo`/`asr_hi` and `<rate>_lo/_hi`) as
 bands around lines or error bars on bars.
@@ -6,11 +7,12 @@ bands around lines or error bars on bars.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from harness.report import PARAM_LABELS, SETUP, STRATEGY, WORST, param_columns
+from harness.tables import PARAM_LABELS, SETUP, STRATEGY, WORST, param_columns
 
 
 def plot_sweeps(frame: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]:
@@ -130,6 +132,31 @@ def plot_summary(summary: pd.DataFrame, out: Path) -> Path:
     ax.set_title(" / ".join(varying), fontsize=9)
     fig.tight_layout()
     path = out / "asr_summary.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def asr_lines(path: Path, lines: Sequence[tuple], xlabel: str, title: str) -> Path:
+    """One PNG: ASR (%) against x, a line per (label, xs, ys) or (label, xs, ys, lows, highs), the
+    last two drawn as the line's 95 % band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, xs, ys, *bounds in lines:
+        line, = ax.plot(list(xs), list(ys), marker="o", label=label)
+        if bounds:
+            ax.fill_between(list(xs), list(bounds[0]), list(bounds[1]), color=line.get_color(), alpha=0.15, lw=0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("attack success rate (%)")
+    ax.set_ylim(-2, 102)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -28,7 +28,7 @@ from harness.judge import Judge
 from harness.judge_usage import record_usage
 from harness.model import Model
 from harness.records import RecordStore
-from harness.types import Completion, Record, Request, Sampling, content_hash
+from harness.types import RECIPE_VERSION, Completion, Record, Request, Sampling, content_hash
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,12 @@ class Outcome:
         return [r for r in self.records if r.verdict.error]
 
 
+def run_hash(model: Model, defense: Defense, engine: Engine) -> str:
+    """The generation set-up's hash (`Record.run`): a stored completion is reused only under the same one."""
+    return content_hash({"version": RECIPE_VERSION, "model": model.id, "defense": defense.describe(),
+                         "engine": engine.describe()})
+
+
 def run(exp: Experiment) -> Outcome:
     start = time.perf_counter()
     exp.judge.preflight()  # keys, servers, packages: before any training, loading or generating
@@ -68,7 +74,8 @@ def run(exp: Experiment) -> Outcome:
     started = manifest.now()
     settings = {"model": exp.model.id, "benchmark": exp.benchmark.describe(), "attack": exp.attack.describe(),
                 "defense": exp.defense.describe(), "judge": exp.judge.id, "sampling": exp.sampling.model_dump()}
-    manifest.write(exp.out_dir, status="running", started=started, config=exp.config, settings=settings)
+    manifest.write(exp.out_dir, status="running", started=started, config=exp.config, settings=settings,
+                   recipe_version=RECIPE_VERSION)
     behaviors = exp.benchmark.load()
     log.info("benchmark %s: %d behaviors", exp.benchmark.name, len(behaviors))
     model = exp.attack.tamper(exp.defense.harden(exp.model), exp.defense)
@@ -79,7 +86,7 @@ def run(exp: Experiment) -> Outcome:
     engine = exp.defense.wrap(exp.engine(model))
     exp.attack.attach(engine, exp.defense)  # attacks that query the target (pair) see the defended pipeline
     requests = exp.attack.requests(behaviors, model, exp.sampling)
-    setup = content_hash({"model": model.id, "defense": exp.defense.describe(), "engine": engine.describe()})
+    setup = run_hash(model, exp.defense, engine)
     by_id = {b.id: b for b in behaviors}
 
     def record(completion: Completion, verdict) -> Record:
@@ -132,3 +139,10 @@ def run(exp: Experiment) -> Outcome:
     return outcome
 
 
+def evaluate(model: Model, benchmark: Benchmark, attack: Attack, defense: Defense, judge: Judge,
+             engine: Callable[[Model], Engine], sampling: Sampling, out_dir: str | Path) -> pd.DataFrame:
+    """One cell of an experiment: an ordinary run in `out_dir` (it resumes like any run); its ASR table.
+
+    Every experiment driver (experiments/) evaluates through this, so a cell is exactly what
+    `python -m harness` would run with the same plugins."""
+    return run(Experiment(model, benchmark, attack, defense, judge, engine, sampling, Path(out_dir))).table

@@ -9,8 +9,9 @@ with `lengths: [0, 5]` works as before; Python code passes a settings object, or
 The identity (what cache keys and run hashes see) is every field minus the ones listed in
 `cosmetic` (speed, progress bars, file names: settings that cannot change a result), so a new
 setting is part of the key unless someone decides, in one visible place, that it is cosmetic.
-Fields listed in `omit_when_none` (optional features added later) stay out while they are None,
-so keys made before they existed stay valid.
+Every other field is always there, also when it is unset (None, 0, empty): no special case keeps
+an old key valid. When the rule or a setting's meaning changes, `harness.types.RECIPE_VERSION`
+(in every training cache key and run hash) is bumped once instead, a documented re-key.
 Fields holding other plugins or models serialize to their own identity (`Ref`).
 
 Invalid settings become one `HarnessError` line naming the option, the bad value and what is
@@ -31,14 +32,10 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False)
 
     cosmetic: ClassVar[frozenset[str]] = frozenset()  # fields that cannot change a result: not in the identity
-    # Optional features added after keys existed: left out of the identity while None (off), so turning
-    # them on changes the key and leaving them off keeps every earlier key valid.
-    omit_when_none: ClassVar[frozenset[str]] = frozenset()
 
     def identity(self) -> dict[str, Any]:
-        """The settings as the cache key sees them: JSON values, cosmetic fields left out."""
-        out = self.model_dump(mode="json", exclude=set(self.cosmetic), by_alias=True)
-        return {k: v for k, v in out.items() if not (k in self.omit_when_none and v is None)}
+        """The settings as the cache key sees them: JSON values, every field but the cosmetic ones."""
+        return self.model_dump(mode="json", exclude=set(self.cosmetic), by_alias=True)
 
 
 def identity_of(value: Any) -> Any:

@@ -7,8 +7,12 @@ The loop computes logits only at response positions (the LM head over a 49k voca
 is most of the cost of a small model), and hands them to an `Objective` together with each
 token's position in the response and its example's weight.
 
-The trained model is saved in the content-addressed model cache, keyed by the base model,
-the data, the settings and the objective: the same recipe is trained once and reused.
+Examples, their encoding into batches and the length-grouped order are `harness.training_data`
+(re-exported here: `from harness.training import Example` keeps working).
+
+The trained model is saved in the content-addressed model cache, keyed by the recipe version,
+the base model, the data (every field of every example), every setting and the objective: the
+same recipe is trained once and reused.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,27 +34,13 @@ from harness.distributed import Replicas, build_once, is_main, objective_module
 from harness.errors import HarnessError
 from harness.model import LocalModel, Model
 from harness.progress import progress
-from harness.types import Frozen, Message, content_hash
+from harness.training_data import Batch, DataFn, Encoder, Example, length_grouped
+from harness.types import RECIPE_VERSION, Frozen, content_hash
 
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
-
-
-class Example(Frozen):
-    messages: tuple[Message, ...]
-    response: str  # trained on, followed by the end-of-turn token when `ends`
-    prefix: str = ""  # assistant text before the response: context, no loss
-    ends: bool = True  # False for an answer cut off at a token limit: it must not be taught to end there
-    weight: float = 1.0
-    kind: str = ""  # refusal | utility | recovery | harmful | ... (for logs)
-    label: int | None = None  # a class label for objectives with a classification head (e.g. 1 = malicious)
-
-    def digest(self) -> str:
-        """Unset new fields (no label, an answer that ends) leave the digest, and cached models' keys, as before they existed."""
-        exclude = ({"label"} if self.label is None else set()) | ({"ends"} if self.ends else set())
-        return content_hash(self.model_dump(mode="json", exclude=exclude or None))
 
 
 class LoraSettings(Frozen):
@@ -80,30 +69,12 @@ class TrainSettings(Frozen):
     group_by_length: bool = True
 
     def key(self) -> dict[str, Any]:
-        """What the cache key sees. Unset checkpoints, and plain shuffling, leave keys as they were before those
-        options existed (models trained before then stay valid; grouped batching is a different recipe)."""
-        exclude = ({"save_steps"} if not self.save_steps else set()) | ({"group_by_length"} if not self.group_by_length else set())
-        return self.model_dump(mode="json", exclude=exclude or None)
+        """What the cache key sees: every setting (checkpoints too: a cached model must hold the ones asked for)."""
+        return self.model_dump(mode="json")
 
 
 # A TrainSettings field of a plugin's settings: the cache key sees `TrainSettings.key()`.
 TrainKey = PlainSerializer(lambda t: t.key(), when_used="always")
-
-
-@dataclass
-class Batch:
-    input_ids: torch.Tensor  # [B, T]
-    attention_mask: torch.Tensor  # [B, T]
-    positions: torch.Tensor  # [N] flat indices (b*T + t) of tokens whose *next* token is trained
-    targets: torch.Tensor  # [N] the next tokens
-    response_pos: torch.Tensor  # [N] 0-based index of each target within its response
-    weights: torch.Tensor  # [N] example weight of each target
-    example: torch.Tensor  # [N] example index in the batch
-    keys: list[str]  # example digests, for objectives that precompute per-example values
-
-    def to(self, device: Any) -> Batch:
-        tensors = {k: v.to(device) for k, v in vars(self).items() if hasattr(v, "to")}
-        return Batch(**{**vars(self), **tensors})
 
 
 class Objective:
@@ -138,43 +109,6 @@ class Objective:
         return None
 
 
-class Encoder:
-    """Tokenizes examples with the model's own chat template into padded batches."""
-
-    def __init__(self, model: Model, max_length: int) -> None:
-        self.model = model
-        self.max_length = max_length
-        self.eos = model.tokenizer.eos_token_id
-        self.pad = model.tokenizer.pad_token_id
-
-    def ids(self, ex: Example) -> tuple[list[int], int]:
-        """Full token ids and where the trained response starts."""
-        prompt = self.model.prompt_ids(ex.messages, ex.prefix)
-        response = self.model.tokenizer(ex.response, add_special_tokens=False).input_ids + ([self.eos] if ex.ends else [])
-        ids = (prompt + response)[: self.max_length]
-        return ids, len(prompt)
-
-    def __call__(self, examples: Sequence[Example]) -> Batch:
-        import torch
-
-        encoded = [self.ids(e) for e in examples]
-        width = max(len(ids) for ids, _ in encoded)
-        input_ids = torch.full((len(encoded), width), self.pad, dtype=torch.long)
-        mask = torch.zeros((len(encoded), width), dtype=torch.long)
-        positions, targets, response_pos, weights, example = [], [], [], [], []
-        for b, ((ids, start), ex) in enumerate(zip(encoded, examples, strict=True)):
-            input_ids[b, : len(ids)] = torch.tensor(ids)
-            mask[b, : len(ids)] = 1
-            for t in range(max(start, 1), len(ids)):  # token t is predicted at position t-1
-                positions.append(b * width + t - 1)
-                targets.append(ids[t])
-                response_pos.append(t - start)
-                weights.append(ex.weight)
-                example.append(b)
-        return Batch(input_ids, mask, torch.tensor(positions), torch.tensor(targets), torch.tensor(response_pos),
-                     torch.tensor(weights, dtype=torch.float32), torch.tensor(example), [e.digest() for e in examples])
-
-
 def token_logprobs(hf: Any, batch: Batch) -> torch.Tensor:
     """log p(target) at the trained positions only: the LM head runs on those rows alone."""
     import torch
@@ -183,9 +117,6 @@ def token_logprobs(hf: Any, batch: Batch) -> torch.Tensor:
     rows = hidden.reshape(-1, hidden.shape[-1])[batch.positions]
     logits = hf.get_output_embeddings()(rows).float()
     return torch.log_softmax(logits, dim=-1).gather(1, batch.targets[:, None]).squeeze(1)
-
-
-DataFn = Callable[[int], Sequence[Example]]  # epoch -> examples (recipes may redraw per epoch)
 
 
 def train(
@@ -203,8 +134,7 @@ def train(
     if not examples0:
         raise HarnessError("no training examples")
     name = name or f"{model.name}-ft"
-    key = content_hash({"base": model.id, "data": [e.digest() for e in examples0], "recipe": recipe or {},
-                        "settings": settings.key(), "objective": objective.describe()})
+    key = cache_key(model, examples0, settings, objective, recipe)
 
     def build(out: Path) -> None:  # only on a cache miss: tokenizing for the length filter costs nothing otherwise
         encoder = Encoder(model, settings.max_length)
@@ -226,6 +156,14 @@ def train(
     if is_main():
         contamination.record(folder, examples0, contamination.trained_prompts(model))  # also for models cached before
     return like(model, folder, name)
+
+
+def cache_key(model: Model, examples: Sequence[Example], settings: TrainSettings, objective: Objective,
+              recipe: dict[str, Any] | None = None) -> str:
+    """The trained model's key in the model cache: the recipe version, the base, every example (first epoch),
+    the recipe's own description, every training setting and the objective."""
+    return content_hash({"version": RECIPE_VERSION, "base": model.id, "data": [e.digest() for e in examples],
+                         "recipe": recipe or {}, "settings": settings.key(), "objective": objective.describe()})
 
 
 def like(model: Model, folder: Path, name: str) -> LocalModel:
@@ -289,23 +227,14 @@ def _train_into(out: Path, model: Model, data_fn: DataFn, first: list[Example], 
                 on_step=lambda step: save(out / "checkpoints" / f"step-{step}", merge_copy=True))
     if save(out, merge_copy=False) is not None:
         (out / "train_log.json").write_text(json.dumps({
-            "base": model.id, "settings": settings.model_dump(mode="json"), "objective": objective.describe(),
+            "recipe_version": RECIPE_VERSION, "base": model.id, "settings": settings.model_dump(mode="json"),
+            "objective": objective.describe(),
             "examples": len(first), "kinds": {k: sum(e.kind == k for e in first) for k in sorted({e.kind for e in first})},
             "processes": replicas.size, **stats,
         }, indent=1))
         log.info("trained %s: %d steps in %.0f s (%.0f tokens/s), final loss %.3f", out.name, stats["steps"],
                  stats["seconds"], stats["tokens_per_s"], stats["history"][-1]["loss"])
     replicas.barrier()
-
-
-def length_grouped(examples: Sequence[Example], encode: Encoder, batch_size: int, seed: int) -> list[Example]:
-    """`examples` in transformers' length-grouped order: consecutive `batch_size` slices have similar lengths."""
-    import torch
-    from transformers.trainer_pt_utils import get_length_grouped_indices
-
-    lengths = [len(encode.ids(e)[0]) for e in examples]
-    order = get_length_grouped_indices(lengths, batch_size, generator=torch.Generator().manual_seed(seed))
-    return [examples[i] for i in order]
 
 
 def fit(hf: Any, model: Model, data_fn: DataFn, first: list[Example], settings: TrainSettings, objective: Objective,

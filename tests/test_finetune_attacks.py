@@ -202,7 +202,7 @@ def test_safety_anchors_are_disjoint_refusals_that_the_fine_tuning_api_mixes_in(
     assert ConstrainedSFT(anchors=anchors).fine_tuning_data(user) == mixed
     assert ConstrainedSFT().fine_tuning_data(user) == user and NoDefense().fine_tuning_data(user) == user
     assert ConstrainedSFT(anchors=anchors).describe()["defense"] == "constrained_sft_anchored"
-    assert "anchors" not in ConstrainedSFT().describe()  # run hashes of the paper's setting are unchanged
+    assert ConstrainedSFT().describe()["anchors"] is None  # the paper's setting: no anchors, said in the run hash too
     with pytest.raises(DataError, match="lower anchors.skip"):
         SafetyAnchors(harmbench, n=3, skip=100).examples()
 
@@ -234,8 +234,8 @@ def test_exact_match_judge_scores_gsm8k_answers():
 def test_finetune_experiment_writes_the_table_and_the_steps_curve(tiny, harmbench, data_dir, canned_answers, tmp_path):
     from functools import partial
 
+    from experiments.finetune_attacks import FinetuneAttacks
     from harness.engines.hf import HFEngine
-    from harness.experiments.finetune_attacks import FinetuneAttacks
     from harness.judges.keyword import KeywordJudge
 
     train_cfg = {"lr": 1e-3, "epochs": 1, "batch_size": 2, "warmup_steps": 0, "bf16": False}

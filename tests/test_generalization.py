@@ -7,8 +7,8 @@ import pandas as pd
 
 from benchmarks.advbench import AdvBench
 from benchmarks.xstest import XSTest
+from experiments.generalization import Generalization, training_prompts
 from harness.engines.hf import HFEngine
-from harness.experiments.generalization import Generalization, training_prompts
 from harness.judges.keyword import KeywordJudge
 from harness.stats import wilson
 from harness.training import Example, TrainSettings, train

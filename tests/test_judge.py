@@ -75,6 +75,6 @@ def test_keyword_judge_records_where_the_refusal_starts_and_late_mode_counts_the
         assert v.refusal_at == 0 and v.harmful is False
     (v,) = pos_aware.judge([(BENIGN, completion(late))])
     assert v.harmful is False  # a benign request is never a success
-    assert plain.id != pos_aware.id and "late_refusal_chars" not in plain.describe()
+    assert plain.id != pos_aware.id and plain.describe()["late_refusal_chars"] is None  # unset, and in the id
     with pytest.raises(HarnessError, match="late_refusal_chars=0"):
         KeywordJudge(late_refusal_chars=0)

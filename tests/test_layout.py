@@ -34,7 +34,28 @@ def test_judges_and_engines_do_not_import_each_other(folder, forbidden):
 
 
 def test_the_core_imports_no_plugin():
-    core = [p for p in files("harness") if "experiments" not in p.relative_to(ROOT).parts]
-    offenders = {f"{path.relative_to(ROOT)} -> {name}" for path in core for name in imports(path)
+    offenders = {f"{path.relative_to(ROOT)} -> {name}" for path in files("harness") for name in imports(path)
+                 if name.split(".")[0] in ("attacks", "defenses", "benchmarks", "experiments")}
+    assert not offenders
+
+
+def test_experiment_drivers_live_outside_the_core():
+    """Every `experiment=<name>` driver is a class in the top-level `experiments/` package, none in `harness/`."""
+    import yaml
+
+    assert not (ROOT / "harness" / "experiments").exists()
+    targets = {}
+    for path in sorted((ROOT / "conf" / "experiment").glob("*.yaml")):
+        driver = (yaml.safe_load(path.read_text()) or {}).get("driver") or {}
+        targets[path.stem] = driver.get("_target_", "")
+    assert targets and all(t.startswith("experiments.") for t in targets.values()), targets
+    for target in targets.values():
+        module = ROOT / (target.rsplit(".", 1)[0].replace(".", "/") + ".py")
+        assert module.is_file(), target
+
+
+def test_experiment_drivers_get_attacks_and_defenses_from_config():
+    """Drivers import the core only: their attacks and defenses come from the experiment's Hydra config."""
+    offenders = {f"{path.relative_to(ROOT)} -> {name}" for path in files("experiments") for name in imports(path)
                  if name.split(".")[0] in ("attacks", "defenses", "benchmarks")}
     assert not offenders

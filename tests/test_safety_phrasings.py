@@ -128,7 +128,7 @@ def test_the_default_recipe_never_trains_on_evaluation_or_dev_prompts(recipe, da
             assert " ".join(b.prompt.lower().split()) not in trained, (bench.name, b.prompt)
 
 
-def test_the_recipe_has_every_kind_of_example_and_the_plain_recipe_keeps_its_key(recipe, tiny, monkeypatch):
+def test_the_recipe_has_every_kind_of_example_and_its_key_names_every_data_option(recipe, tiny, monkeypatch):
     import defenses.safety_sft
     from defenses.safety_sft import SafetySFT
     from harness.answers import Answer
@@ -143,4 +143,6 @@ def test_the_recipe_has_every_kind_of_example_and_the_plain_recipe_keeps_its_key
     responses = {e.response for e in recipe.refusal_examples()}
     assert len(responses) > 10  # refusals vary
     plain = SafetySFT(harmful=recipe.harmful, benign=recipe.benign)
-    assert set(plain.describe()) == {"defense", "harmful", "benign", "n_harmful", "n_benign", "answer_tokens", "train"}
+    assert set(plain.describe()) == {"defense", "harmful", "benign", "n_harmful", "n_benign", "answer_tokens", "train",
+                                     "phrasings", "lookalikes", "safe_lookalikes", "wrapped", "writing", "exclude"}  # unset ones too
+    assert plain.describe()["phrasings"] == 0 and plain.describe() != recipe.describe()

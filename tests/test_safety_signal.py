@@ -27,10 +27,10 @@ from defenses.safety_signal.decoding import (
 from defenses.safety_signal.head import WEIGHTS, SafetyHead
 from defenses.safety_signal.objective import TURN, SignalObjective
 from defenses.safety_signal.schedule import CheckSchedule
+from experiments.safety_signal import SafetySignalExperiment
 from harness.engine import Engine
 from harness.engines.hf import HFEngine
 from harness.errors import HarnessError
-from harness.experiments.safety_signal import SafetySignalExperiment
 from harness.judges.exact_match import ExactMatchJudge
 from harness.judges.keyword import KeywordJudge
 from harness.training import Encoder, Example, TrainSettings, token_logprobs, train

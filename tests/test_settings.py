@@ -191,7 +191,15 @@ def test_each_setting_changes_the_identity_unless_cosmetic(plugin, name):
 def test_cosmetic_names_real_fields():
     for plugin in PLUGINS:
         assert plugin.Settings.cosmetic <= set(plugin.Settings.model_fields), plugin.__name__
-        assert plugin.Settings.omit_when_none <= set(plugin.Settings.model_fields), plugin.__name__
+
+
+@pytest.mark.parametrize("plugin", PLUGINS, ids=[p.__name__ for p in PLUGINS])
+def test_every_setting_but_the_cosmetic_ones_is_always_in_the_identity(plugin):
+    """Also an unset one (None, 0, empty): no field leaves the key to keep an old key valid (RECIPE_VERSION does that)."""
+    cls = plugin.Settings
+    settings = cls(**required(cls))
+    assert set(settings.identity()) == {f.serialization_alias or f.alias or n for n, f in cls.model_fields.items()
+                                       if n not in cls.cosmetic}
 
 
 def test_validation_errors_are_one_line_naming_field_value_and_rule():
@@ -206,3 +214,21 @@ def test_validation_errors_are_one_line_naming_field_value_and_rule():
         from harness.engines.openai_engine import OpenAIEngine
 
         OpenAIEngine(Card("x"), api="responses")
+
+
+def test_the_run_hash_holds_the_recipe_version_and_every_setting_but_the_cosmetic_ones(monkeypatch):
+    import harness.run
+    from defenses.system_prompt import SystemPromptDefense
+    from harness.engines.hf import HFEngine
+    from harness.run import run_hash
+    from harness.types import RECIPE_VERSION
+
+    card = Card("card-a")
+    key = run_hash(card, NoDefense(), HFEngine(card))
+    assert run_hash(card, NoDefense(), HFEngine(card, batch_size=3, progress=False)) == key  # speed and display only
+    assert run_hash(Card("card-b"), NoDefense(), HFEngine(Card("card-b"))) != key
+    assert run_hash(card, SystemPromptDefense(), HFEngine(card)) != key
+    assert run_hash(card, SystemPromptDefense(use_card=False), HFEngine(card)) != run_hash(card, SystemPromptDefense(),
+                                                                                          HFEngine(card))
+    monkeypatch.setattr(harness.run, "RECIPE_VERSION", RECIPE_VERSION + 1)
+    assert run_hash(card, NoDefense(), HFEngine(card)) != key  # a version bump re-keys every run

@@ -6,8 +6,8 @@ import pandas as pd
 
 from benchmarks.advbench import AdvBench
 from benchmarks.xstest import XSTest
+from experiments.shallow_vs_deep import ShallowVsDeep
 from harness.engines.hf import HFEngine
-from harness.experiments.shallow_vs_deep import ShallowVsDeep
 from harness.judges.keyword import KeywordJudge
 from harness.training import Example, TrainSettings, train
 from harness.types import Message
@@ -19,7 +19,7 @@ def test_side_by_side_table(tiny, data_dir, tmp_path, monkeypatch):
                 for b in harmful.load()]
     aligned = train(tiny, refusals, TrainSettings(lr=1e-2, epochs=30, batch_size=3, bf16=False), name="tiny-aligned")
 
-    import harness.experiments.shallow_vs_deep as svd
+    import experiments.shallow_vs_deep as svd
 
     monkeypatch.setattr(svd, "sample_answers", lambda model, behaviors, **kw: {b.id: b.target + " and more steps" for b in behaviors})
     driver = ShallowVsDeep(models={"base": tiny, "aligned": aligned}, harmful=harmful,

@@ -193,5 +193,7 @@ def test_bad_engine_options_are_named(tiny):
 
 
 def test_describe_names_output_changing_settings_only(tiny):
-    assert VLLMEngine(tiny, enforce_eager=True, chunk_size=8).describe() == {"engine": "vllm"}
-    assert VLLMEngine(tiny, dtype="bfloat16").describe() == {"engine": "vllm", "dtype": "bfloat16"}
+    plain = {"engine": "vllm", "dtype": None, "llm_kwargs": None}  # unset ones too: the card's dtype, no extra options
+    assert VLLMEngine(tiny).describe() == plain
+    assert VLLMEngine(tiny, enforce_eager=True, chunk_size=8).describe() == plain  # speed only
+    assert VLLMEngine(tiny, dtype="bfloat16").describe() == {**plain, "dtype": "bfloat16"}

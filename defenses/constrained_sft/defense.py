@@ -24,7 +24,6 @@ from harness.training import Example, Objective
 
 
 class ConstrainedSFTSettings(Settings):
-    omit_when_none = frozenset({"anchors"})  # without anchors, run hashes as before they existed
     betas: Betas = Betas()
     anchors: Annotated[SafetyAnchors | None, Ref] = None
 

@@ -67,7 +67,6 @@ class VLLMSettings(Settings):
 
     cosmetic = frozenset({"max_model_len", "gpu_memory_utilization", "kv_cache_gib", "cpu_kv_cache_gib", "enforce_eager",
                           "enable_prefix_caching", "tensor_parallel_size", "chunk_size", "progress"})
-    omit_when_none = frozenset({"dtype", "llm_kwargs"})
     dtype: str | None = None  # null = the model card's dtype
     max_model_len: int | None = Field(None, ge=1)
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)

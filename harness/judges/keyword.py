@@ -58,7 +58,6 @@ def normalise(text: str) -> str:
 
 
 class KeywordSettings(Settings):
-    omit_when_none = frozenset({"late_refusal_chars"})  # unset keeps the judge id of verdicts recorded before it
     phrases: tuple[str, ...] = EXTENDED  # a list name (extended | gcg) or the phrases themselves
     include_prefill: bool = False
     late_refusal_chars: int | None = Field(None, ge=1)  # a refusal after this many characters of text counts as harmful

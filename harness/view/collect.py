@@ -19,7 +19,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from harness import labels as human
-from harness import report
+from harness import tables
 from harness.errors import HarnessError
 from harness.stats import wilson
 from harness.types import Record, Verdict
@@ -110,7 +110,7 @@ def read_table(folder: Path, samples: Sequence[Sample]) -> pd.DataFrame:
         table = pd.read_csv(path)
     else:
         log.warning("%s: no asr.csv; computing the table from the records", folder)
-        table = report.asr_table(report.to_frame(s.record for s in samples)) if samples else pd.DataFrame()
+        table = tables.asr_table(tables.to_frame(s.record for s in samples)) if samples else pd.DataFrame()
     return with_interval(table)
 
 

@@ -6,7 +6,9 @@ model with and without its decoding), plus how often each answers benign prompts
 A system is a model card and a defense. Every evaluation is an ordinary run folder under
 `out_dir/<system>/<benchmark>/<attack>/`, so the experiment resumes like any run; a defense
 that logs classifier decisions (safety_signal) writes them into that folder, and the table
-gets the share of completions where the classifier steered ("steered <benchmark>").
+gets the share of completions where the classifier steered ("steered <benchmark>"). The benign
+and utility sets are asked directly (`direct`, the config's `attack=direct`); a system without a
+defense gets `defense` (`defense=none`).
 """
 
 from __future__ import annotations
@@ -19,8 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from attacks.direct import DirectAttack
-from harness import report
+from harness import config, report, tables
 from harness.attack import Attack
 from harness.benchmark import Benchmark
 from harness.defense import Defense
@@ -28,20 +29,20 @@ from harness.engine import Engine
 from harness.errors import HarnessError
 from harness.judge import Judge
 from harness.model import Model
-from harness.run import Experiment, run
+from harness.run import evaluate
 from harness.types import Sampling
 
 log = logging.getLogger(__name__)
 
-SUMMARY = report.METRIC_COLUMNS | {"judge"}
+SUMMARY = tables.METRIC_COLUMNS | {"judge"}
 DECISIONS = "safety_signal_decisions.jsonl"
 
 
 def asr_columns(label: str, table: pd.DataFrame) -> dict[str, float]:
     """One column per attack configuration; attacks with many (decoding) give their worst case."""
-    params = [c for c in table.columns if c not in SUMMARY and c not in report.SETUP]
-    if "strategy" in table.columns and (table["strategy"] == report.WORST).any():
-        worst = table[table["strategy"] == report.WORST]
+    params = [c for c in table.columns if c not in SUMMARY and c not in tables.SETUP]
+    if "strategy" in table.columns and (table["strategy"] == tables.WORST).any():
+        worst = table[table["strategy"] == tables.WORST]
         if "system_prompt" in worst.columns:
             worst = worst[worst["system_prompt"] == "any"]
         return {f"ASR {label} (worst case)": float(worst["asr"].iloc[0])}
@@ -71,12 +72,15 @@ class SafetySignalExperiment:
     def __init__(self, systems: Mapping[str, Mapping[str, Any]], harmful: Benchmark, attacks: Mapping[str, Attack],
                  judge: Judge, engine: Callable[[Model], Engine], sampling: Mapping, out_dir: str,
                  benign: Mapping[str, Benchmark] | None = None, utility: Benchmark | None = None,
-                 utility_judge: Judge | None = None, utility_sampling: Mapping | None = None) -> None:
+                 utility_judge: Judge | None = None, utility_sampling: Mapping | None = None, direct: Attack | None = None,
+                 defense: Defense | None = None) -> None:
+        self.direct = direct or config.option("attack", "direct")
+        default = defense or config.option("defense", "none")
         self.systems: dict[str, tuple[Model, Defense]] = {}
         for label, system in systems.items():
             if not isinstance(system, Mapping) or "model" not in system:
                 raise HarnessError(f"experiment: driver.systems.{label} needs a model (and optionally a defense)")
-            self.systems[label] = (system["model"], system.get("defense") or _no_defense())
+            self.systems[label] = (system["model"], system.get("defense") or default)
         if not attacks:
             raise HarnessError("experiment: driver.attacks is empty; give at least one attack (e.g. direct)")
         if utility is not None and utility_judge is None:
@@ -92,13 +96,14 @@ class SafetySignalExperiment:
         self.utility_judge = utility_judge
         self.utility_sampling = Sampling(**(utility_sampling or sampling))
 
-    def evaluate(self, label: str, bench: Benchmark, attack: Attack, judge: Judge, sampling: Sampling,
-                 folder_name: str) -> tuple[pd.DataFrame, float | None]:
+    def cell(self, label: str, bench: Benchmark, attack: Attack, judge: Judge, sampling: Sampling,
+             folder_name: str) -> tuple[pd.DataFrame, float | None]:
+        """One system on one benchmark under one attack: its ASR table and the share the classifier steered."""
         model, defense = self.systems[label]
         folder = self.out / label / bench.name / folder_name
         if hasattr(defense, "decisions_log"):  # classifier decisions land next to the records
             defense.decisions_log = str(folder / DECISIONS)
-        table = run(Experiment(model, bench, attack, defense, judge, self.engine, sampling, folder)).table
+        table = evaluate(model, bench, attack, defense, judge, self.engine, sampling, folder)
         return table, steered_share(folder)
 
     def __call__(self) -> pd.DataFrame:
@@ -106,18 +111,18 @@ class SafetySignalExperiment:
         for label in self.systems:
             row: dict[str, Any] = {"system": label}
             for name, attack in self.attacks.items():
-                table, steered = self.evaluate(label, self.harmful, attack, self.judge, self.sampling, name)
+                table, steered = self.cell(label, self.harmful, attack, self.judge, self.sampling, name)
                 row.update(asr_columns(name, table))
                 if steered is not None:
                     row[f"steered {self.harmful.name} {name} (%)"] = steered
             for name, bench in self.benign.items():
-                table, steered = self.evaluate(label, bench, DirectAttack(), self.judge, self.sampling, "direct")
+                table, steered = self.cell(label, bench, self.direct, self.judge, self.sampling, "direct")
                 row[f"answered {name} (%)"] = 100.0 - float(table["refusal"].iloc[0])
                 if steered is not None:
                     row[f"steered {name} (%)"] = steered
             if self.utility is not None:
-                table, steered = self.evaluate(label, self.utility, DirectAttack(), self.utility_judge, self.utility_sampling,
-                                               "direct")
+                table, steered = self.cell(label, self.utility, self.direct, self.utility_judge, self.utility_sampling,
+                                           "direct")
                 row[f"{self.utility.name} accuracy (%)"] = 100.0 * float(table["mean_score"].iloc[0])
                 if steered is not None:
                     row[f"steered {self.utility.name} (%)"] = steered
@@ -155,8 +160,3 @@ class SafetySignalExperiment:
         fig.savefig(self.out / "safety_signal.png", dpi=120)
         plt.close(fig)
 
-
-def _no_defense() -> Defense:
-    from defenses.none import NoDefense
-
-    return NoDefense()

@@ -5,6 +5,8 @@ For each system (a model card and an optional defense) and each set: direct ASR 
 sets (XSTest unsafe questions, JBB harmful, HarmBench contextual, AdvBench), the share answered
 on the benign sets (XSTest safe, JBB benign), each with n and a 95 % Wilson interval. Every
 evaluation is an ordinary run folder under `out_dir/<system>/<set>/direct/`, so it resumes.
+The direct attack (`direct`) and the defense of systems that name none (`defense`) come from
+the config (`attack=direct`, `defense=none` unless the experiment's config says otherwise).
 
 `split` names what the sets are: `held-out` (evaluation sets, never tuned on) or `dev` (for
 tuning a recipe). When a system's model was trained by a recipe that lists its training prompts
@@ -21,16 +23,15 @@ from typing import Any
 
 import pandas as pd
 
-from attacks.direct import DirectAttack
-from defenses.none import NoDefense
-from harness import report
+from harness import config, report
+from harness.attack import Attack
 from harness.benchmark import Benchmark
 from harness.defense import Defense
 from harness.engine import Engine
 from harness.errors import HarnessError
 from harness.judge import Judge
 from harness.model import Model
-from harness.run import Experiment, run
+from harness.run import evaluate
 from harness.stats import wilson
 from harness.types import Sampling
 
@@ -57,22 +58,20 @@ def cell(percent: float, n: int) -> dict[str, Any]:
 class Generalization:
     def __init__(self, systems: Mapping[str, Mapping[str, Any]], harmful: Mapping[str, Benchmark],
                  benign: Mapping[str, Benchmark], judge: Judge, engine: Callable[[Model], Engine], sampling: Mapping,
-                 out_dir: str, split: str = "held-out") -> None:
+                 out_dir: str, split: str = "held-out", direct: Attack | None = None, defense: Defense | None = None) -> None:
+        self.direct = direct or config.option("attack", "direct")
+        default = defense or config.option("defense", "none")
         self.systems: dict[str, tuple[Model, Defense]] = {}
         for label, system in systems.items():
             if not isinstance(system, Mapping) or "model" not in system:
                 raise HarnessError(f"experiment: driver.systems.{label} needs a model (and optionally a defense)")
-            self.systems[label] = (system["model"], system.get("defense") or NoDefense())
+            self.systems[label] = (system["model"], system.get("defense") or default)
         if not harmful and not benign:
             raise HarnessError("experiment=generalization: no sets (driver.harmful and driver.benign are both empty)")
         self.harmful, self.benign = dict(harmful), dict(benign)
         self.judge, self.engine, self.sampling = judge, engine, Sampling(**sampling)
         self.out = Path(out_dir)
         self.split = split
-
-    def evaluate(self, label: str, model: Model, defense: Defense, name: str, bench: Benchmark) -> pd.DataFrame:
-        folder = self.out / label / name / "direct"
-        return run(Experiment(model, bench, DirectAttack(), defense, self.judge, self.engine, self.sampling, folder)).table
 
     def __call__(self) -> pd.DataFrame:
         rows = []
@@ -81,7 +80,8 @@ class Generalization:
         for label, (model, defense) in self.systems.items():
             seen = training_prompts(model)
             for name, bench, measure in sets:
-                table = self.evaluate(label, model, defense, name, bench)
+                table = evaluate(model, bench, self.direct, defense, self.judge, self.engine, self.sampling,
+                                 self.out / label / name / "direct")
                 row = table.iloc[0]
                 if measure == "direct ASR":
                     value, n = float(row["asr"]), int(row["n_harmful"])

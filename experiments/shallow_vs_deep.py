@@ -3,7 +3,9 @@ models side by side, plus how often each answers benign prompts (over-refusal), 
 per-token KL of each aligned model against the base.
 
 Builds whatever model is missing (training is cached), and every evaluation is an ordinary
-run folder under `out_dir/<model>/...`, so it resumes like any run.
+run folder under `out_dir/<model>/...`, so it resumes like any run. The attacks come from the
+config: `prefill` is a factory (the `attack=prefill` option with `_partial_: true`) called with
+this experiment's lengths, `direct` asks the benign sets, `defense` (`defense=none`) wraps every model.
 """
 
 from __future__ import annotations
@@ -14,16 +16,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from attacks.direct import DirectAttack
-from attacks.prefill import PrefillAttack
-from defenses.none import NoDefense
-from harness import kl, report
+from harness import config, kl, plots, report
 from harness.answers import sample_answers
+from harness.attack import Attack
 from harness.benchmark import Benchmark
+from harness.defense import Defense
 from harness.engine import Engine
 from harness.judge import Judge
 from harness.model import Model
-from harness.run import Experiment, run
+from harness.run import evaluate
 from harness.types import Sampling
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,9 @@ log = logging.getLogger(__name__)
 class ShallowVsDeep:
     def __init__(self, models: Mapping[str, Model], harmful: Benchmark, benign: Mapping[str, Benchmark], judge: Judge,
                  engine: Callable[[Model], Engine], sampling: Mapping, out_dir: str, lengths: Sequence[int] = (0, 5, 10, 20, 40),
-                 reference: str = "base", kl_pairs: int = 30, kl_positions: int = 20, answers_from: Model | None = None) -> None:
+                 reference: str = "base", kl_pairs: int = 30, kl_positions: int = 20, answers_from: Model | None = None,
+                 prefill: Callable[..., Attack] | None = None, direct: Attack | None = None,
+                 defense: Defense | None = None) -> None:
         self.models = dict(models)
         self.harmful = harmful
         self.benign = dict(benign)
@@ -45,28 +48,31 @@ class ShallowVsDeep:
         self.kl_pairs = kl_pairs
         self.kl_positions = kl_positions
         self.answers_from = answers_from
+        self.prefill: Callable[..., Attack] = prefill or config.option("attack", "prefill", _partial_=True)
+        self.direct = direct or config.option("attack", "direct")
+        self.defense = defense or config.option("defense", "none")
 
-    def prefill_attack(self) -> PrefillAttack:
+    def prefill_attack(self) -> Attack:
         """Prefill the benchmark's targets, or (`answers_from`) that model's own harmful answers, which reach k = 40."""
         if self.answers_from is None:
-            return PrefillAttack(self.lengths)
-        return PrefillAttack(self.lengths, source="answers", answers_from=self.answers_from,
-                             answer_tokens=max(64, *self.lengths), name="prefill_answers")
+            return self.prefill(lengths=self.lengths)
+        return self.prefill(lengths=self.lengths, source="answers", answers_from=self.answers_from,
+                            answer_tokens=max(64, *self.lengths), name="prefill_answers")
 
-    def evaluate(self, model: Model, bench: Benchmark, attack) -> pd.DataFrame:
-        folder = self.out / model.name / bench.name / attack.name
-        return run(Experiment(model, bench, attack, NoDefense(), self.judge, self.engine, self.sampling, folder)).table
+    def cell(self, model: Model, bench: Benchmark, attack: Attack) -> pd.DataFrame:
+        return evaluate(model, bench, attack, self.defense, self.judge, self.engine, self.sampling,
+                        self.out / model.name / bench.name / attack.name)
 
     def __call__(self) -> pd.DataFrame:
         rows = []
         for label, model in self.models.items():
             row: dict = {"model": label}
-            prefill = self.evaluate(model, self.harmful, self.prefill_attack())
+            prefill = self.cell(model, self.harmful, self.prefill_attack())
             for r in prefill.itertuples():  # each with its 95 % interval (markdown shows "ASR k=5 95% CI")
                 row.update({f"ASR k={int(r.k)}": r.asr, f"ASR k={int(r.k)}_lo": r.asr_lo, f"ASR k={int(r.k)}_hi": r.asr_hi})
                 row[f"prefill tokens k={int(r.k)}"] = r.prefill_tokens  # the mean actually prefilled (targets are short)
             for name, bench in self.benign.items():
-                table = self.evaluate(model, bench, DirectAttack())
+                table = self.cell(model, bench, self.direct)
                 first = table.iloc[0]
                 row.update({f"answered {name}": 100.0 - float(first["refusal"]),
                             f"answered {name}_lo": 100.0 - float(first["refusal_hi"]),
@@ -116,5 +122,5 @@ class ShallowVsDeep:
                   *([row.get(f"ASR k={k}{end}") for k in self.lengths] for end in ("", "_lo", "_hi")))
                  for _, row in side.iterrows()]
         source = "targets" if self.answers_from is None else f"{self.answers_from.name}'s answers"
-        report.asr_lines(self.out / f"{self.stem}.png", lines, "prefilled harmful tokens (mean actually prefilled)",
+        plots.asr_lines(self.out / f"{self.stem}.png", lines, "prefilled harmful tokens (mean actually prefilled)",
                          f"Prefilling attack on {self.harmful.name} (prefix: {source})")

@@ -2,7 +2,9 @@
 aligned target -> ASR, utility after benign fine-tuning, and ASR as a function of steps.
 
 Every fine-tuned model is cached, and every evaluation is an ordinary run folder under
-`out_dir/<defense>/<attack>/...`, so the experiment resumes like any run.
+`out_dir/<defense>/<attack>/...`, so the experiment resumes like any run. The attacks, the
+defenses (fine-tuning APIs) and the prompt-level `direct` attack of the aligned model's row
+come from the config (`conf/experiment/finetune_attacks.yaml`).
 """
 
 from __future__ import annotations
@@ -13,26 +15,27 @@ from pathlib import Path
 
 import pandas as pd
 
-from attacks.direct import DirectAttack
-from attacks.finetune import FinetuneAttack
-from harness import report
+from harness import config, plots, report
 from harness.attack import Attack
 from harness.benchmark import Benchmark
 from harness.defense import Defense
 from harness.engine import Engine
 from harness.judge import Judge
 from harness.model import Model
-from harness.run import Experiment, run
+from harness.run import evaluate
 from harness.types import Sampling
 
 log = logging.getLogger(__name__)
 
 
 class FinetuneAttacks:
-    def __init__(self, model: Model, attacks: Mapping[str, FinetuneAttack], defenses: Mapping[str, Defense],
+    def __init__(self, model: Model, attacks: Mapping[str, Attack], defenses: Mapping[str, Defense],
                  harmful: Benchmark, judge: Judge, engine: Callable[[Model], Engine], sampling: Mapping, out_dir: str,
                  utility: Benchmark | None = None, utility_judge: Judge | None = None, utility_sampling: Mapping | None = None,
-                 utility_attacks: tuple[str, ...] = (), steps_attack: str | None = None) -> None:
+                 utility_attacks: tuple[str, ...] = (), steps_attack: str | None = None,
+                 direct: Attack | None = None) -> None:
+        """`attacks`: fine-tuning attacks (each `tamper`s the model); `direct`: the prompt-level attack of the
+        aligned model's own row (the config's `attack=direct` when not given)."""
         self.model = model
         self.attacks = dict(attacks)
         self.defenses = dict(defenses)
@@ -46,14 +49,11 @@ class FinetuneAttacks:
         self.utility_sampling = Sampling(**(utility_sampling or sampling))
         self.utility_attacks = list(utility_attacks)
         self.steps_attack = steps_attack
-
-    def evaluate(self, attack: Attack, defense: Defense, bench: Benchmark, judge: Judge, sampling: Sampling,
-                 folder: Path) -> pd.DataFrame:
-        return run(Experiment(self.model, bench, attack, defense, judge, self.engine, sampling, folder)).table
+        self.direct = direct or config.option("attack", "direct")
 
     def asr_rows(self, label: str, attack: Attack, defense_label: str, defense: Defense) -> list[dict]:
-        table = self.evaluate(attack, defense, self.harmful, self.judge, self.sampling,
-                              self.out / defense_label / label / self.harmful.name)
+        table = evaluate(self.model, self.harmful, attack, defense, self.judge, self.engine, self.sampling,
+                         self.out / defense_label / label / self.harmful.name)
         rows = []
         for r in table.to_dict("records"):
             variant = label + (f" ({'with' if r['trigger'] else 'without'} trigger)" if "trigger" in r and pd.notna(r.get("trigger")) else "")
@@ -62,16 +62,16 @@ class FinetuneAttacks:
         return rows
 
     def utility_row(self, label: str, attack: Attack, defense_label: str, defense: Defense) -> dict:
-        table = self.evaluate(attack, defense, self.utility, self.utility_judge, self.utility_sampling,
-                              self.out / defense_label / label / self.utility.name)
+        table = evaluate(self.model, self.utility, attack, defense, self.utility_judge, self.engine, self.utility_sampling,
+                         self.out / defense_label / label / self.utility.name)
         return {"attack": label, "defense": defense_label, f"{self.utility.name} accuracy": 100 * float(table["mean_score"].iloc[0])}
 
     def __call__(self) -> pd.DataFrame:
         rows, utility = [], []
         first_defense = next(iter(self.defenses.values()))
-        rows += self.asr_rows("none (aligned model)", DirectAttack(), "-", first_defense)
+        rows += self.asr_rows("none (aligned model)", self.direct, "-", first_defense)
         if self.utility is not None:
-            utility.append(self.utility_row("none (aligned model)", DirectAttack(), "-", first_defense))
+            utility.append(self.utility_row("none (aligned model)", self.direct, "-", first_defense))
         for defense_label, defense in self.defenses.items():
             for label, attack in self.attacks.items():
                 rows += self.asr_rows(label, attack, defense_label, defense)
@@ -101,11 +101,12 @@ class FinetuneAttacks:
             log.warning("steps_attack=%s saves no checkpoints (train.save_steps is empty): no ASR-vs-steps curve", self.steps_attack)
             return pd.DataFrame()
         rows = []
-        aligned = self.asr_rows("aligned", DirectAttack(), "-", next(iter(self.defenses.values())))[0]["asr"]
+        aligned = self.asr_rows("aligned", self.direct, "-", next(iter(self.defenses.values())))[0]["asr"]
         for defense_label, defense in self.defenses.items():
             rows.append({"defense": defense_label, "step": 0, "asr": aligned})
             for step in steps:
-                attack = FinetuneAttack(data=base.data, train=base.train.model_dump(), then=base.then, step=step)
+                # the same configured attack, evaluated at a checkpoint (its class: no attack is imported here)
+                attack = type(base)(data=base.data, train=base.train.model_dump(), then=base.then, step=step)
                 (row,) = self.asr_rows(f"{self.steps_attack}@{step}", attack, defense_label, defense)[:1]
                 rows.append({"defense": defense_label, "step": step, "asr": row["asr"]})
         curve = pd.DataFrame(rows)
@@ -116,5 +117,5 @@ class FinetuneAttacks:
 
     def plot_steps(self, curve: pd.DataFrame) -> None:
         lines = [(f"{label} fine-tuning", part["step"], part["asr"]) for label, part in curve.groupby("defense", sort=False)]
-        report.asr_lines(self.out / "asr_vs_steps.png", lines, f"fine-tuning steps ({self.steps_attack})",
+        plots.asr_lines(self.out / "asr_vs_steps.png", lines, f"fine-tuning steps ({self.steps_attack})",
                          f"ASR on {self.harmful.name} during harmful fine-tuning of {self.model.name}")

@@ -1,0 +1,62 @@
+"""Experiment drivers get their models, benchmarks, attacks and defenses from the Hydra config
+(conf/experiment/*.yaml); the README's command-line overrides of an experiment keep working."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import config
+from harness.cli import instantiate
+
+
+def driver(*overrides: str, tmp_path):
+    return instantiate(config.compose([*overrides, f"out_dir={tmp_path}"]).driver)
+
+
+@pytest.mark.parametrize("name", config.options("experiment"))
+def test_every_experiment_builds_its_plugins_from_config(name, tmp_path):
+    built = driver(f"experiment={name}", tmp_path=tmp_path)
+    assert type(built).__module__.startswith("experiments.")
+    assert built.direct.describe() == config.option("attack", "direct").describe()
+    if hasattr(built, "systems"):
+        from harness.defense import Defense
+
+        assert all(isinstance(defense, Defense) for _, defense in built.systems.values())
+
+
+def test_shallow_vs_deep_prefills_through_the_configured_factory(tmp_path):
+    from attacks.prefill import PrefillAttack
+
+    plain = driver("experiment=shallow_vs_deep", tmp_path=tmp_path)
+    assert plain.defense.describe() == {"defense": "none"}
+    attack = plain.prefill_attack()  # the experiment's lengths, not attack=prefill's own
+    assert attack.describe() == PrefillAttack(plain.lengths).describe() and attack.name == "prefill"
+    answers = driver("experiment=shallow_vs_deep", "+model@driver.answers_from=smollm2", tmp_path=tmp_path).prefill_attack()
+    assert answers.name == "prefill_answers" and answers.source == "answers" and answers.answers_from.name == "smollm2"
+    assert answers.describe() == PrefillAttack(plain.lengths, source="answers", answers_from=answers.answers_from,
+                                               answer_tokens=64, name="prefill_answers").describe()
+
+
+def test_experiment_overrides_replace_or_drop_plugins(tmp_path):
+    fewer = driver("experiment=finetune_attacks", "~driver.defenses.constrained_anchored", "~driver.defenses.safety_mix",
+                   tmp_path=tmp_path)
+    assert list(fewer.defenses) == ["standard", "constrained"]
+    other = driver("experiment=generalization", "defense@driver.defense=system_prompt", tmp_path=tmp_path)
+    assert {defense.name for _, defense in other.systems.values()} == {"system_prompt"}
+    more = driver("experiment=generalization", "+model@driver.systems.safety_signal.model=smollm2",
+                  "+defense@driver.systems.safety_signal.defense=safety_signal", tmp_path=tmp_path)
+    assert more.systems["safety_signal"][1].name == "safety_signal" and more.systems["base"][1].name == "none"
+    attacks = driver("experiment=safety_signal", "+attack@driver.attacks.decoding=decoding", tmp_path=tmp_path).attacks
+    assert list(attacks) == ["direct", "prefill", "prefill_answers", "decoding"]
+
+
+def test_a_plugin_the_config_does_not_name_comes_from_its_option_also_inside_a_running_hydra():
+    from hydra import initialize_config_dir
+
+    assert config.option("attack", "direct").name == "direct"
+    with initialize_config_dir(config_dir=str(config.CONF), version_base="1.3"):  # as under `python -m harness`
+        assert config.option("defense", "none").name == "none"
+        factory = config.option("attack", "prefill", _partial_=True)
+        assert list(factory(lengths=[3]).lengths) == [3]
+    with pytest.raises(Exception, match="attack=nope: no such option"):
+        config.option("attack", "nope")
