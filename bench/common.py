@@ -25,11 +25,15 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def write(name: str, rows: list[dict[str, Any]], summary: dict[str, Any], notes: str = "") -> Path:
-    OUT.mkdir(parents=True, exist_ok=True)
+def write(name: str, rows: list[dict[str, Any]], summary: dict[str, Any], notes: str = "", out: Path | None = None) -> Path:
+    """results/bench/<name>.{json,md} (or under `out`); the path of the Markdown file."""
+    out = OUT if out is None else Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     payload = {"bench": name, "machine": machine(), "summary": summary, "rows": rows}
-    (OUT / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
-    md = [f"# {name}", "", notes, "", pd.DataFrame(rows).to_markdown(index=False, floatfmt=".2f"), "",
+    (out / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    frame = pd.DataFrame(rows)
+    frame = frame.astype(object).where(frame.notna(), None)  # missing values print as "-", not "nan"
+    md = [f"# {name}", "", notes, "", frame.to_markdown(index=False, floatfmt=".2f", missingval="-"), "",
           "```json", json.dumps({"machine": payload["machine"], "summary": summary}, indent=2), "```", ""]
-    (OUT / f"{name}.md").write_text("\n".join(md))
-    return OUT / f"{name}.md"
+    (out / f"{name}.md").write_text("\n".join(md))
+    return out / f"{name}.md"
