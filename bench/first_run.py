@@ -103,7 +103,20 @@ def run(label: str, cache: Path, out_dir: Path, timeout: float | None) -> dict:
     print(f"{label}: {seconds / 60:.1f} min{'' if finished else ' (stopped, unfinished)'} "
           f"(load {load.summary()['load_mean']:.1f}) {stages}", flush=True)
     return {"run": label, "finished": finished, "minutes": seconds / 60, **{f"{k} s": v for k, v in stages.items()},
-            **load.summary(), "cpus": os.cpu_count()}
+            **load.summary(), "cpus": os.cpu_count(), "asr": asr_by_k(out_dir)}
+
+
+def asr_by_k(out_dir: Path) -> str:
+    """The run's ASR per prefill length with its 95 % interval, from the asr.csv it wrote ("" if none)."""
+    table = out_dir / "asr.csv"
+    if not table.exists():
+        return ""
+    import pandas as pd
+
+    frame = pd.read_csv(table)
+    key = "prefill_tokens" if "k" not in frame.columns else "k"
+    return "; ".join(f"k={row[key]:g}: {row['asr']:.0f} [{row['asr_lo']:.0f}-{row['asr_hi']:.0f}] (n={row['n']})"
+                     for _, row in frame.iterrows())
 
 
 def main() -> None:
