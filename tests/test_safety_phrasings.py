@@ -146,3 +146,20 @@ def test_the_recipe_has_every_kind_of_example_and_its_key_names_every_data_optio
     assert set(plain.describe()) == {"defense", "harmful", "benign", "n_harmful", "n_benign", "answer_tokens", "train",
                                      "phrasings", "lookalikes", "safe_lookalikes", "wrapped", "writing", "exclude"}  # unset ones too
     assert plain.describe()["phrasings"] == 0 and plain.describe() != recipe.describe()
+
+
+def test_the_ci_recipe_turns_off_every_data_option_the_default_recipe_sets(data_dir):
+    """safety_sft_ci inherits safety_sft: a data option added to the default recipe must not leak into the CI
+    gate's pinned plain recipe (it did once: `writing` retrained the CI model on 60 more examples)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from defenses.safety_sft import SafetySFTSettings
+
+    os.environ["HARNESS_DATA_DIR"] = str(data_dir)
+    with initialize_config_dir(config_dir=os.path.abspath("conf"), version_base=None):
+        cfg = compose("config", overrides=["defense=safety_sft_ci", f"data_dir={data_dir}"])
+    ci = instantiate(cfg.defense, _convert_="all")
+    options = [name for name, field in SafetySFTSettings.model_fields.items() if field.default == 0]
+    assert {"phrasings", "lookalikes", "safe_lookalikes", "wrapped", "writing"} <= set(options)
+    assert {name: getattr(ci, name) for name in options} == dict.fromkeys(options, 0)
