@@ -85,16 +85,16 @@ class SafetySFT(Defense):
     def lookalike_prompts(self) -> list[Behavior]:
         """Harmless prompts on the harmful prompts' topics (contrast pairs), hand-written safe look-alikes, and benign
         requests inside the role-play/fiction/context wrappers the harmful rephrasings use (the wrapper is no cue)."""
+        trained = self.training_prompts()
         contrast = [Behavior(id=f"{b.id}:lookalike", prompt=lookalike(b), label="benign", source="lookalike")
-                    for b in self.training_prompts()[: self.lookalikes]]
+                    for b in trained[: self.lookalikes]]
         safe = [Behavior(id=f"safe-lookalike-{i}", prompt=p, label="benign", source="safe_lookalike")
                 for i, p in enumerate(SAFE_LOOKALIKES[: self.safe_lookalikes])]
         rows = self.benign.load()[self.n_benign : self.n_benign + self.wrapped]
         wrapped = [Behavior(id=f"{b.id}:wrapped", prompt=wrap(b), label="benign", source="wrapped") for b in rows]
         # writing tasks on the topics of the last `writing` behaviors (the contrast questions take the first ones)
-        trained = self.training_prompts()
         writing = [Behavior(id=f"{b.id}:writing", prompt=writing_lookalike(b), label="benign", source="writing")
-                   for b in trained[max(0, len(trained) - self.writing):]] if self.writing else []
+                   for b in trained[max(0, len(trained) - self.writing):]]
         return contrast + safe + wrapped + writing
 
     def utility_examples(self, model: Model, weight: float = 1.0) -> list[Example]:

@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from experiments.systems import systems as parse_systems
 from harness import config, report
 from harness.attack import Attack
 from harness.benchmark import Benchmark
@@ -60,12 +61,7 @@ class Generalization:
                  benign: Mapping[str, Benchmark], judge: Judge, engine: Callable[[Model], Engine], sampling: Mapping,
                  out_dir: str, split: str = "held-out", direct: Attack | None = None, defense: Defense | None = None) -> None:
         self.direct = direct or config.option("attack", "direct")
-        default = defense or config.option("defense", "none")
-        self.systems: dict[str, tuple[Model, Defense]] = {}
-        for label, system in systems.items():
-            if not isinstance(system, Mapping) or "model" not in system:
-                raise HarnessError(f"experiment: driver.systems.{label} needs a model (and optionally a defense)")
-            self.systems[label] = (system["model"], system.get("defense") or default)
+        self.systems = parse_systems(systems, defense or config.option("defense", "none"))
         if not harmful and not benign:
             raise HarnessError("experiment=generalization: no sets (driver.harmful and driver.benign are both empty)")
         self.harmful, self.benign = dict(harmful), dict(benign)

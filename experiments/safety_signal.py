@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from experiments.systems import systems as parse_systems
 from harness import config, report, tables
 from harness.attack import Attack
 from harness.benchmark import Benchmark
@@ -75,12 +76,7 @@ class SafetySignalExperiment:
                  utility_judge: Judge | None = None, utility_sampling: Mapping | None = None, direct: Attack | None = None,
                  defense: Defense | None = None) -> None:
         self.direct = direct or config.option("attack", "direct")
-        default = defense or config.option("defense", "none")
-        self.systems: dict[str, tuple[Model, Defense]] = {}
-        for label, system in systems.items():
-            if not isinstance(system, Mapping) or "model" not in system:
-                raise HarnessError(f"experiment: driver.systems.{label} needs a model (and optionally a defense)")
-            self.systems[label] = (system["model"], system.get("defense") or default)
+        self.systems = parse_systems(systems, defense or config.option("defense", "none"))
         if not attacks:
             raise HarnessError("experiment: driver.attacks is empty; give at least one attack (e.g. direct)")
         if utility is not None and utility_judge is None:

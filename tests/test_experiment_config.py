@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import pytest
+from conftest import DATA
 
 from harness import config
 from harness.cli import instantiate
 
 
 def driver(*overrides: str, tmp_path):
-    return instantiate(config.compose([*overrides, f"out_dir={tmp_path}"]).driver)
+    # the shared data folder as every test passes it (the README's test command sets no HARNESS_DATA_DIR)
+    return instantiate(config.compose([*overrides, f"out_dir={tmp_path}", f"data_dir={DATA}"]).driver)
 
 
 @pytest.mark.parametrize("name", config.options("experiment"))
