@@ -6,7 +6,9 @@ model with and without its decoding), plus how often each answers benign prompts
 A system is a model card and a defense. Every evaluation is an ordinary run folder under
 `out_dir/<system>/<benchmark>/<attack>/`, so the experiment resumes like any run; a defense
 that logs classifier decisions (safety_signal) writes them into that folder, and the table
-gets the share of completions where the classifier steered ("steered <benchmark>"). The benign
+gets the share of completions where the classifier steered ("steered <benchmark>") and, on the
+harmful set, the share it flagged only after the first check, on generated tokens ("steered after the
+first check"): whether the re-checks during generation act, or the head works as a prompt classifier. The benign
 and utility sets are asked directly (`direct`, the config's `attack=direct`); a system without a
 defense gets `defense` (`defense=none`).
 """
@@ -57,16 +59,22 @@ def asr_columns(label: str, table: pd.DataFrame) -> dict[str, float]:
     return out
 
 
-def steered_share(folder: Path) -> float | None:
-    """Percentage of logged completions where the classifier inserted a refusal (None: no log)."""
+def steering_shares(folder: Path) -> dict[str, float] | None:
+    """From the classifier's decisions log (None: no log): the percentage of completions where it inserted a
+    refusal ("steered"), and of those flagged only after the first check ("later"), i.e. on generated tokens
+    rather than on the prompt and prefill alone: the part a prompt classifier could not have done."""
     path = folder / DECISIONS
     if not path.is_file():
         return None
     latest = {}
     for line in path.read_text().splitlines():
         entry = json.loads(line)
-        latest[(entry["request"], entry["sample"])] = entry["flagged"]
-    return 100.0 * sum(latest.values()) / len(latest) if latest else None
+        latest[(entry["request"], entry["sample"])] = entry.get("action")
+    if not latest:
+        return None
+    actions = [a for a in latest.values() if a is not None]
+    later = [a for a in actions if a.get("detected_at", 0) > 0]
+    return {"steered": 100.0 * len(actions) / len(latest), "later": 100.0 * len(later) / len(latest)}
 
 
 class SafetySignalExperiment:
@@ -93,14 +101,14 @@ class SafetySignalExperiment:
         self.utility_sampling = Sampling(**(utility_sampling or sampling))
 
     def cell(self, label: str, bench: Benchmark, attack: Attack, judge: Judge, sampling: Sampling,
-             folder_name: str) -> tuple[pd.DataFrame, float | None]:
+             folder_name: str) -> tuple[pd.DataFrame, dict[str, float] | None]:
         """One system on one benchmark under one attack: its ASR table and the share the classifier steered."""
         model, defense = self.systems[label]
         folder = self.out / label / bench.name / folder_name
         if hasattr(defense, "decisions_log"):  # classifier decisions land next to the records
             defense.decisions_log = str(folder / DECISIONS)
         table = evaluate(model, bench, attack, defense, judge, self.engine, sampling, folder)
-        return table, steered_share(folder)
+        return table, steering_shares(folder)
 
     def __call__(self) -> pd.DataFrame:
         rows = []
@@ -110,18 +118,19 @@ class SafetySignalExperiment:
                 table, steered = self.cell(label, self.harmful, attack, self.judge, self.sampling, name)
                 row.update(asr_columns(name, table))
                 if steered is not None:
-                    row[f"steered {self.harmful.name} {name} (%)"] = steered
+                    row[f"steered {self.harmful.name} {name} (%)"] = steered["steered"]
+                    row[f"steered after the first check {self.harmful.name} {name} (%)"] = steered["later"]
             for name, bench in self.benign.items():
                 table, steered = self.cell(label, bench, self.direct, self.judge, self.sampling, "direct")
                 row[f"answered {name} (%)"] = 100.0 - float(table["refusal"].iloc[0])
                 if steered is not None:
-                    row[f"steered {name} (%)"] = steered
+                    row[f"steered {name} (%)"] = steered["steered"]
             if self.utility is not None:
                 table, steered = self.cell(label, self.utility, self.direct, self.utility_judge, self.utility_sampling,
                                            "direct")
                 row[f"{self.utility.name} accuracy (%)"] = 100.0 * float(table["mean_score"].iloc[0])
                 if steered is not None:
-                    row[f"steered {self.utility.name} (%)"] = steered
+                    row[f"steered {self.utility.name} (%)"] = steered["steered"]
             rows.append(row)
         table = pd.DataFrame(rows)
         self.out.mkdir(parents=True, exist_ok=True)

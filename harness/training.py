@@ -60,7 +60,10 @@ class TrainSettings(Frozen):
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     max_length: int = Field(320, ge=8)
-    bf16: bool | None = None  # bf16 autocast, weights stay fp32; None = on GPUs only (CPU autocast measured ~19x slower here)
+    # bf16 autocast, weights stay fp32. None = on GPUs only. On CPUs with native bf16 (AVX512-BF16, AMX) it is
+    # faster: 1.42x on the embedded model's safety SFT on 2 AMD EPYC cores (12 steps: 36 vs 51 s); on CPUs
+    # without it, much slower (the loop warns).
+    bf16: bool | None = None
     seed: int = 0
     lora: LoraSettings | None = None
     save_steps: tuple[int, ...] = ()  # also save the model after these optimizer steps (checkpoints/step-N)
@@ -237,6 +240,15 @@ def _train_into(out: Path, model: Model, data_fn: DataFn, first: list[Example], 
     replicas.barrier()
 
 
+def native_bf16_cpu() -> bool | None:
+    """Whether this CPU computes bf16 natively (x86 AVX512-BF16 or AMX); None where /proc/cpuinfo cannot tell."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def fit(hf: Any, model: Model, data_fn: DataFn, first: list[Example], settings: TrainSettings, objective: Objective,
         on_step: Callable[[int], None] | None = None, replicas: Replicas | None = None) -> dict[str, Any]:
     """The optimisation loop itself (AdamW, linear warm-up/decay, clipping, accumulation)."""
@@ -254,6 +266,10 @@ def fit(hf: Any, model: Model, data_fn: DataFn, first: list[Example], settings: 
     total = min(settings.max_steps or per_epoch * settings.epochs, per_epoch * settings.epochs)
     scheduler = get_linear_schedule_with_warmup(optimizer, min(settings.warmup_steps, total), total)
     bf16 = settings.bf16 if settings.bf16 is not None else device.type == "cuda"
+    if bf16 and device.type == "cpu" and native_bf16_cpu() is False:
+        log.warning("training: train.bf16=true on a CPU without native bf16 (no avx512_bf16 / amx_bf16 in "
+                    "/proc/cpuinfo): bf16 autocast is emulated there and much slower than fp32; set "
+                    "train.bf16=false (the trained model then differs from the recipe's, and so does its cache key)")
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
 
     history, step, tokens, start = [], 0, 0, time.perf_counter()

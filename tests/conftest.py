@@ -12,6 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("HARNESS_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
+# Subprocesses (the CLI tests) find the data the same way the tests do, without the variable set by hand.
+os.environ.setdefault("HARNESS_DATA_DIR", str(DATA))
 
 
 @pytest.fixture(scope="session")

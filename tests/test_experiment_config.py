@@ -44,10 +44,13 @@ def test_experiment_overrides_replace_or_drop_plugins(tmp_path):
                    tmp_path=tmp_path)
     assert list(fewer.defenses) == ["standard", "constrained"]
     other = driver("experiment=generalization", "defense@driver.defense=system_prompt", tmp_path=tmp_path)
-    assert {defense.name for _, defense in other.systems.values()} == {"system_prompt"}
-    more = driver("experiment=generalization", "+model@driver.systems.safety_signal.model=smollm2",
-                  "+defense@driver.systems.safety_signal.defense=safety_signal", tmp_path=tmp_path)
-    assert more.systems["safety_signal"][1].name == "safety_signal" and more.systems["base"][1].name == "none"
+    assert {label: defense.name for label, (_, defense) in other.systems.items()} == {
+        "base": "system_prompt", "aligned": "system_prompt", "deep": "system_prompt", "safety_signal": "safety_signal"}
+    full = driver("experiment=generalization", tmp_path=tmp_path)
+    assert list(full.systems) == ["base", "aligned", "deep", "safety_signal"]
+    assert full.systems["safety_signal"][1].name == "safety_signal" and full.systems["base"][1].name == "none"
+    fewer = driver("experiment=generalization", "~driver.systems.safety_signal", tmp_path=tmp_path)
+    assert list(fewer.systems) == ["base", "aligned", "deep"]
     attacks = driver("experiment=safety_signal", "+attack@driver.attacks.decoding=decoding", tmp_path=tmp_path).attacks
     assert list(attacks) == ["direct", "prefill", "prefill_answers", "decoding"]
 

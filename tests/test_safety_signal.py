@@ -256,6 +256,21 @@ def test_experiment_side_by_side(tiny, data_dir, tmp_path):
     table = driver().set_index("system")
     assert {"ASR direct", "ASR prefill k=5", "ASR prefill k=10", "answered xstest_safe (%)", "gsm8k accuracy (%)"} <= set(table.columns)
     assert "steered xstest_safe (%)" in table.columns and table["steered xstest_safe (%)"].isna()["plain"]
+    later = table.filter(like="after the first check")  # one column per attack, only for the system with a log
+    assert len(later.columns) == 2 and later.loc["plain"].isna().all() and later.loc["signal"].notna().all()
     assert (tmp_path / "signal" / "advbench" / "prefill" / "safety_signal_decisions.jsonl").is_file()
     for name in ("safety_signal.csv", "safety_signal.md", "safety_signal.png"):
         assert (tmp_path / name).exists()
+
+
+def test_steering_shares_separate_first_check_from_later(tmp_path):
+    """'steered after the first check' counts only flags raised on generated tokens (detected_at > 0), from the
+    latest decision per completion; a completion never flagged counts in the denominator."""
+    from experiments.safety_signal import DECISIONS, steering_shares
+
+    assert steering_shares(tmp_path) is None
+    rows = [("a", {"detected_at": 0, "refused_at": 0}), ("b", {"detected_at": 16, "refused_at": 8}), ("c", None),
+            ("d", {"detected_at": 0, "refused_at": 0}), ("d", {"detected_at": 4, "refused_at": 2})]  # d re-run: latest wins
+    (tmp_path / DECISIONS).write_text("".join(json.dumps({"request": r, "sample": 0, "flagged": a is not None, "action": a})
+                                              + "\n" for r, a in rows))
+    assert steering_shares(tmp_path) == {"steered": 75.0, "later": 50.0}
