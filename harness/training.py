@@ -61,7 +61,7 @@ class TrainSettings(Frozen):
     max_grad_norm: float = 1.0
     max_length: int = Field(320, ge=8)
     # bf16 autocast, weights stay fp32. None = on GPUs only. On CPUs with native bf16 (AVX512-BF16, AMX) it is
-    # faster: 1.42x on the embedded model's safety SFT on 2 AMD EPYC cores (12 steps: 36 vs 51 s); on CPUs
+    # faster: 1.46x per step on the embedded model's safety SFT data on 2 AMD EPYC cores (bench/training_precision.py); on CPUs
     # without it, much slower (the loop warns).
     bf16: bool | None = None
     seed: int = 0
