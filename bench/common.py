@@ -15,6 +15,22 @@ OUT = ROOT / "results" / "bench"
 DATA = Path(os.environ.get("HARNESS_DATA_DIR", ROOT.parent / "shared" / "data"))
 
 
+def safety_sft_examples(model_name: str, count: int) -> tuple[Any, list[Any]]:
+    """The model card `model_name` and the first `count` of the default safety-SFT mix (HarmBench refusals +
+    AlpacaEval answers), shuffled with seed 0: the training benches' shared data."""
+    import random
+
+    from harness import config
+    from harness.cli import instantiate
+
+    cfg = config.compose([f"model={model_name}", "defense=safety_sft", f"data_dir={DATA}"])
+    model = instantiate(cfg.model)
+    recipe = instantiate(cfg.defense)
+    examples = recipe.refusal_examples() + recipe.utility_examples(model)
+    random.Random(0).shuffle(examples)
+    return model, examples[:count]
+
+
 def machine() -> dict[str, Any]:
     import torch
 

@@ -17,15 +17,12 @@ Writes results/bench/training.{json,md}.
 from __future__ import annotations
 
 import argparse
-import random
 import tempfile
 import time
 
-from common import DATA, write
+from common import safety_sft_examples, write
 
 from defenses.constrained_sft.objective import ConstrainedObjective
-from harness import config
-from harness.cli import instantiate
 from harness.training import Encoder, Objective, TrainSettings, fit, load_trainable
 
 
@@ -72,12 +69,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
 
-    cfg = config.compose([f"model={args.model}", "defense=safety_sft", f"data_dir={DATA}"])
-    model = instantiate(cfg.model)
-    recipe = instantiate(cfg.defense)
-    examples = recipe.refusal_examples() + recipe.utility_examples(model)
-    random.Random(0).shuffle(examples)
-    examples = examples[: args.steps * args.batch_size]
+    model, examples = safety_sft_examples(args.model, args.steps * args.batch_size)
     # Plain shuffled batches for the loop-vs-Trainer and objective rows (Trainer shuffles plainly by default);
     # the length-grouped row shows what train.group_by_length (the loop's default) saves on the same data.
     settings = TrainSettings(lr=1e-5, epochs=1, batch_size=args.batch_size, warmup_steps=0, bf16=False, max_steps=args.steps,

@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import statistics
 
-from common import DATA, write
+from common import safety_sft_examples, write
 
-from harness import config
-from harness.cli import instantiate
 from harness.training import Objective, TrainSettings, fit, load_trainable, native_bf16_cpu
 
 
@@ -37,12 +34,7 @@ def main() -> None:
     import torch
     from scipy import stats
 
-    cfg = config.compose([f"model={args.model}", "defense=safety_sft", f"data_dir={DATA}"])
-    model = instantiate(cfg.model)
-    recipe = instantiate(cfg.defense)
-    examples = recipe.refusal_examples() + recipe.utility_examples(model)
-    random.Random(0).shuffle(examples)
-    examples = examples[: args.steps * args.batch_size]
+    model, examples = safety_sft_examples(args.model, args.steps * args.batch_size)
 
     rows = []
     for pair in range(args.pairs):
