@@ -15,7 +15,8 @@ model are paired designs (exact McNemar on the behaviors where they disagree, ha
    (`attack.suffixes=<store file>`: evaluated, not optimized), each beside the undefended run.
 3. (`--safety-signal`) `defense=safety_signal` on the base model (`--signal-model`, it trains the
    safety-signal model on first use) under GCG optimized on its weights (non-adaptive to the head) and
-   adaptive GCG (the head's p(malicious) at its first check in the loss).
+   adaptive GCG with the head's p(malicious) in the loss: at its first check only (3b: the prompt, before
+   any token), and at every scheduled check while the model emits the target (3c).
 4. (`--pair`) `attack=pair`, the embedded model as attacker, 3 streams x 3 iterations.
 
 Rows: ASR with n and the 95 % Wilson interval, the share of outputs the defense blocked, and the attack's
@@ -60,9 +61,11 @@ from harness.tables import to_frame
 # Generation: the batched HF engine's ~220 tokens/s at batch 32 (bench/generation.md), ~100 at batch 10,
 # ~26 unbatched (PAIR's small batches); a cell starts in ~20 s (interpreter, imports, model load).
 SPEED = {
-    "full": {"start": 20.0, "step_a": 3.85, "step_b": 0.0284, "adaptive": 1.9, "tok_small": 100.0, "tok_big": 220.0,
+    "full": {"start": 20.0, "step_a": 3.85, "step_b": 0.0284, "adaptive": 1.9, "adaptive_all": 2.3, "tok_small": 100.0,
+             "tok_big": 220.0,
              "tok_pair": 26.0, "calibrate": 20.0, "signal_train": 900.0},
-    "tiny": {"start": 12.0, "step_a": 0.3, "step_b": 0.0022, "adaptive": 1.9, "tok_small": 1500.0, "tok_big": 3000.0,
+    "tiny": {"start": 12.0, "step_a": 0.3, "step_b": 0.0022, "adaptive": 1.9, "adaptive_all": 2.3, "tok_small": 1500.0,
+             "tok_big": 3000.0,
              "tok_pair": 300.0, "calibrate": 2.0, "signal_train": 60.0},
 }
 TINY = {"n": 2, "steps": 2, "width": 16, "topk": 16, "max_tokens": 8, "benign_n": 4, "copies": 3,
@@ -144,9 +147,14 @@ def plan(args: argparse.Namespace, root: Path) -> list[Cell]:
             Cell("3a", f"3a_gcg_safety_signal_{model}", "GCG (on the signal model's weights) vs safety signal",
                  [*common, *gcg, f"attack.store={quoted(root / f'gcg_signal_{model}.jsonl')}", *sig],
                  start + speed["signal_train"] + search + gen, skip=skip),
-            Cell("3b", f"3b_gcg_adaptive_safety_signal_{model}", "adaptive GCG vs safety signal",
+            Cell("3b", f"3b_gcg_adaptive_safety_signal_{model}", "adaptive GCG (first check) vs safety signal",
                  [*common, *gcg, f"attack.store={quoted(root / f'gcg_signal_adaptive_{model}.jsonl')}",
-                  "attack.adaptive=true", *sig], start + search * speed["adaptive"] + gen, skip=skip),
+                  "attack.adaptive=true", *sig, "defense.adaptive_checks=first"],
+                 start + search * speed["adaptive"] + gen, skip=skip),
+            Cell("3c", f"3c_gcg_adaptive_all_checks_safety_signal_{model}", "adaptive GCG (every check) vs safety signal",
+                 [*common, *gcg, f"attack.store={quoted(root / f'gcg_signal_adaptive_all_{model}.jsonl')}",
+                  "attack.adaptive=true", *sig, "defense.adaptive_checks=all"],
+                 start + search * speed["adaptive_all"] + gen, skip=skip),
         ]
     if args.pair:
         attacker = [f"model@attack.attacker={args.attacker}"] if args.attacker else []
@@ -263,6 +271,8 @@ PAIRS = [  # (A, B, question): B - A on shared behaviors
     ("2a", "2b", "SmoothLLM vs none, prefill k=10 (SmoothLLM - none)"),
     ("1a", "2c", "SmoothLLM vs none, the same GCG suffixes (SmoothLLM - none)"),
     ("3a", "3b", "adaptive vs non-adaptive GCG against the safety signal (adaptive - non-adaptive)"),
+    ("3a", "3c", "GCG adaptive to every check vs non-adaptive, against the safety signal (adaptive - non-adaptive)"),
+    ("3b", "3c", "GCG adaptive to every check vs to the first only, against the safety signal"),
 ]
 
 

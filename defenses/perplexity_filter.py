@@ -144,12 +144,13 @@ class PerplexityFilter(Defense):
                  len(prompts), self.calibration.name)
         return thresholds
 
-    def evasion_cost(self) -> Callable[[Sequence[str]], list[float]]:
+    def evasion_cost(self) -> Callable[[Sequence[str], Sequence[str]], list[float]]:
         """Adaptive attacks (GCG): sum over the filter's scores of how far each is above its threshold
-        less `margin` (0 once the text would pass with that margin), in nats per token."""
+        less `margin` (0 once the text would pass with that margin), in nats per token. The filter reads
+        the prompt only, so the wanted answers do not enter."""
         thresholds = self.calibrate()
 
-        def cost(texts: Sequence[str], margin: float = 0.1) -> list[float]:
+        def cost(texts: Sequence[str], targets: Sequence[str] | None = None, margin: float = 0.1) -> list[float]:
             scores = log_perplexities(self.reference, texts, self.settings.window, self.tokens_per_batch)
             return [sum(max(0.0, dict(zip(("whole", "window"), sc, strict=True))[k] - t + margin)
                         for k, t in thresholds.items()) for sc in scores]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from harness.engine import Engine
 from harness.model import Model
@@ -22,10 +23,16 @@ class Defense(Configured):
     def wrap(self, engine: Engine) -> Engine:
         return engine
 
-    def evasion_cost(self) -> Callable[[Sequence[str]], list[float]] | None:
-        """For adaptive attacks: per user text, how far it is from passing this defense's check
-        (0 = it passes); an optimizing attack adds it to its loss. None: nothing to adapt to."""
+    def evasion_cost(self) -> Callable[[Sequence[str], Sequence[str]], list[float]] | None:
+        """For adaptive attacks: a function of (user texts, the answers the attack wants for them) giving,
+        per text, how far it is from passing this defense's checks (0 = it passes); an optimizing attack
+        adds it to its loss. None: nothing to adapt to."""
         return None
+
+    def evasion_identity(self) -> dict[str, Any]:
+        """Settings that change only what `evasion_cost` measures, not the defense's outputs (so not in
+        describe()): an adaptive attack's cache key adds them."""
+        return {}
 
     def fine_tuning_objective(self) -> Objective:
         """The objective a provider's fine-tuning API applies to user data (fine-tuning attacks

@@ -39,12 +39,12 @@ def test_every_cell_composes_into_the_intended_run(bench, tmp_path):
 
     args = bench.resolve(bench.parser().parse_args(["--pair", "--safety-signal"]))
     cells = {c.label: c for c in bench.plan(args, tmp_path)}
-    assert list(cells) == ["1a", "1b", "1c", "1d", "2a", "2b", "2c", "3a", "3b", "4"]
+    assert list(cells) == ["1a", "1b", "1c", "1d", "2a", "2b", "2c", "3a", "3b", "3c", "4"]
     cfg = {label: compose(c.overrides) for label, c in cells.items()}
     for label in ("1a", "1b", "1c", "2a", "2b", "2c", "4"):
         assert cfg[label].model.name == "smollm2-aligned" and cfg[label].limit == 10
         assert cfg[label].benchmark._target_.endswith("AdvBench") and cfg[label].sampling.max_tokens == 64
-    for label in ("1a", "1b", "1c", "2c", "3a", "3b"):
+    for label in ("1a", "1b", "1c", "2c", "3a", "3b", "3c"):
         gcg = cfg[label].attack
         assert (gcg.steps, gcg.search_width, gcg.topk) == (20, 64, 64)
     # non-adaptive cells share one test-case store (1b reuses 1a's suffixes, 2c evaluates them); adaptive ones do not
@@ -56,6 +56,8 @@ def test_every_cell_composes_into_the_intended_run(bench, tmp_path):
     assert cfg["2b"].attack.lengths == [10] and cfg["2b"].defense.copies == 10
     assert cfg["3a"].model.name == "smollm2" and cfg["3a"].defense._target_.endswith("SafetySignal")
     assert cfg["3a"].engine._target_.endswith("HFEngine") and cfg["3a"].attack.store != cfg["3b"].attack.store
+    assert cfg["3c"].attack.adaptive and len({cfg[c].attack.store for c in ("3a", "3b", "3c")}) == 3
+    assert (cfg["3b"].defense.adaptive_checks, cfg["3c"].defense.adaptive_checks) == ("first", "all")
     assert (cfg["4"].attack.streams, cfg["4"].attack.iterations, cfg["4"].attack.attacker.name) == (3, 3, "smollm2")
 
 

@@ -19,7 +19,8 @@ def driver(*overrides: str, tmp_path):
 def test_every_experiment_builds_its_plugins_from_config(name, tmp_path):
     built = driver(f"experiment={name}", tmp_path=tmp_path)
     assert type(built).__module__.startswith("experiments.")
-    assert built.direct.describe() == config.option("attack", "direct").describe()
+    if name != "safety_signal_probe":  # the probe asks nothing: it scores teacher-forced answers
+        assert built.direct.describe() == config.option("attack", "direct").describe()
     if hasattr(built, "systems"):
         from harness.defense import Defense
 

@@ -98,7 +98,9 @@ class GCGAttack(Attack):
         key = {"model": source.id, "mode": self.mode, "settings": self.gcg.model_dump(mode="json"),
                "behaviors": [[b.id, b.query(), self.target(b)] for b in behaviors], "judge": judge}
         if self.settings.adaptive:  # only then: keys of non-adaptive test cases stay as they were
-            key["adaptive"] = {"defense": self.defense.describe() if self.defense else None, "weight": self.penalty_weight}
+            evasion = self.defense.evasion_identity() if self.defense else {}
+            key["adaptive"] = {"defense": self.defense.describe() if self.defense else None, "weight": self.penalty_weight,
+                               **({"evasion": evasion} if evasion else {})}
         return content_hash(key)
 
     def penalty(self):

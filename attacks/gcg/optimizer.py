@@ -83,10 +83,10 @@ class Speed:
 
 class GCG:
     def __init__(self, model: Model, settings: GCGSettings, speed: Speed | None = None, judge: Judge | None = None,
-                 progress: bool = True, penalty: Callable[[Sequence[str]], list[float]] | None = None,
+                 progress: bool = True, penalty: Callable[[Sequence[str], Sequence[str]], list[float]] | None = None,
                  penalty_weight: float = 1.0) -> None:
         self.model = model
-        self.penalty = penalty  # adaptive GCG: a defense's evasion cost of the user text, added to the loss
+        self.penalty = penalty  # adaptive GCG: a defense's evasion cost of (user text, target), added to the loss
         self.penalty_weight = penalty_weight
         self.settings = settings
         self.speed = speed or Speed()
@@ -183,7 +183,8 @@ class GCG:
         if self.penalty is None:
             return torch.zeros(len(candidates), dtype=torch.float64)
         texts = [decode(self.model.tokenizer, ids.tolist()) for ids in candidates]
-        costs = torch.tensor([self.penalty([slot.message(t).content for t in texts]) for slot in slots], dtype=torch.float64)
+        costs = torch.tensor([self.penalty([slot.message(t).content for t in texts], [slot.target] * len(texts))
+                              for slot in slots], dtype=torch.float64)
         return self.penalty_weight * costs.mean(0)
 
     def succeeds(self, behaviors: Sequence[Behavior], slots: Sequence[SuffixSlot], suffix_ids: list[int]) -> bool:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -50,6 +51,20 @@ class Steering(Frozen):
     schedule: CheckSchedule = CheckSchedule()
     refusal: str = REFUSAL  # the forced refusal opening
     separator: str = " "  # put between kept text and a refusal inserted mid-stream
+
+
+def steered_at(checks: Sequence[tuple[int, float]], steering: Steering) -> int | None:
+    """The engine's rule, on a row's (step, p(malicious)) checks in order: the step at which it steers (flagged
+    at step 0, or `hold` consecutive flagged checks later), None if it does not (see SafetySignalEngine.check)."""
+    streak = 0
+    for step, p in checks:
+        if p <= steering.threshold:
+            streak = 0
+            continue
+        streak += 1
+        if step == 0 or streak >= steering.hold:
+            return step
+    return None
 
 
 @dataclass

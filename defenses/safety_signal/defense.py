@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -34,6 +35,7 @@ from defenses.safety_signal.decoding import (
     HeadClassifier,
     SafetySignalEngine,
     Steering,
+    steered_at,
 )
 from defenses.safety_signal.head import SafetyHead
 from defenses.safety_signal.objective import TURN, SignalObjective
@@ -64,8 +66,9 @@ BECAUSE = tuple(f"{REFUSAL} {reason}" for reason in (
 
 
 class SafetySignalSettings(Settings):
-    # Where decisions are logged and the trained model's folder name cannot change a result.
-    cosmetic = frozenset({"decisions_log", "suffix"})
+    # Where decisions are logged and the trained model's folder name cannot change a result; which checks an
+    # adaptive attack evades changes nothing the defense does (the attack's key holds it: evasion_identity).
+    cosmetic = frozenset({"decisions_log", "suffix", "adaptive_checks"})
     aligned: Annotated[SafetySFT | None, Ref] = None  # the recipe training continues from (and the benchmarks' source)
     harmful: Annotated[Benchmark | None, Named] = None  # default: the aligned recipe's
     benign: Annotated[Benchmark | None, Named] = None
@@ -82,6 +85,9 @@ class SafetySignalSettings(Settings):
     train: Annotated[TrainSettings, TrainKey] = TrainSettings()
     steer: bool = True  # false: the trained model generates plainly (no safety-signal decoding)
     steering: Steering = Steering()
+    # Which checks an adaptive attack (GCG) is scored against: "all" = every scheduled check while the model
+    # emits the attack's target (teacher-forced), "first" = only the first (the prompt, before any token).
+    adaptive_checks: Literal["all", "first"] = "all"
     decisions_log: str | None = None
     suffix: str = "safety-signal"
     seed: int = 0
@@ -175,21 +181,50 @@ class SafetySignal(Defense):
         raise HarnessError(f"defense=safety_signal: no safety-signal head next to {model.name}'s weights ({model.folder}); "
                            "the model must come from this defense's harden() (or set defense.steer=false)")
 
-    def evasion_cost(self):
-        """Adaptive attacks (GCG): how far the head's p(malicious) at the first check (the prompt, before any
-        token is generated) is above the steering threshold less a margin of 0.05 (0 once it would pass)."""
+    def evasion_cost(self) -> Callable[[Sequence[str], Sequence[str]], list[float]] | None:
+        """Adaptive attacks (GCG): per user text, how far the head's p(malicious) is above the steering
+        threshold less a margin of 0.05 (0 once it would pass), averaged over the checks it is scored on:
+        every scheduled check while the model emits the attack's target (`adaptive_checks: all`, the
+        default: a suffix that only fools the first check is caught a few tokens later), or the first."""
         if not self.steer:
             return None
         model = self.trained
         if model is None:
             raise HarnessError("defense=safety_signal: an adaptive attack needs the hardened model; harden() first")
         head = SafetyHead.load(self.head_folder(model), device=model.hf.device, dtype=model.hf.dtype)
-        threshold = self.steering.threshold
+        threshold, window = self.steering.threshold, self.steering.window or head.window
+        tok = model.tokenizer
 
-        def cost(texts, margin: float = 0.05) -> list[float]:
-            return [max(0.0, p - threshold + margin) for p in first_check(model, head, texts)]
+        def cost(texts: Sequence[str], targets: Sequence[str], margin: float = 0.05) -> list[float]:
+            answers = [tok(t, add_special_tokens=False).input_ids if t else [] for t in targets]
+            longest = max((len(a) for a in answers), default=0)
+            steps = self.steering.schedule.steps(longest + 1) if self.adaptive_checks == "all" else [0]
+            probs = check_probabilities(model, head, texts, answers, steps, window)
+            return [sum(max(0.0, p - threshold + margin) for p in ps) / len(ps) for ps in probs]
 
         return cost
+
+    def teacher_forced_checks(self, model: Model, texts: Sequence[str], answers: Sequence[Sequence[int]],
+                              batch_size: int = 16) -> list[list[tuple[int, float]]]:
+        """(step, p(malicious)) at every check the safety-signal engine would make while `model` (hardened by this
+        defense) emits each answer (token ids) after each user text: for probes that put harmful text where only
+        the re-checks can see it."""
+        head = SafetyHead.load(self.head_folder(model), device=model.hf.device, dtype=model.hf.dtype)
+        window = self.steering.window or head.window
+        out = []
+        for start in range(0, len(texts), batch_size):
+            chunk = answers[start : start + batch_size]
+            steps = self.steering.schedule.steps(max(len(a) for a in chunk) + 1)
+            for ps in check_probabilities(model, head, texts[start : start + batch_size], chunk, steps, window):
+                out.append(list(zip(steps, ps)))
+        return out
+
+    def steered_at(self, checks: Sequence[tuple[int, float]]) -> int | None:
+        """The check step at which the engine's rule steers, given (step, p) checks; None if it does not."""
+        return steered_at(checks, self.steering)
+
+    def evasion_identity(self) -> dict[str, Any]:
+        return {"adaptive_checks": self.adaptive_checks}
 
     def wrap(self, engine: Engine) -> Engine:
         if not self.steer:
@@ -204,19 +239,52 @@ class SafetySignal(Defense):
                                   batch_size=engine.batch_size, progress=engine.progress, decisions_log=self.decisions_log)
 
 
-def first_check(model: Model, head: SafetyHead, texts) -> list[float]:
-    """p(malicious) the head gives at step 0 for each user text: the [CLS] right after the rendered prompt."""
+def check_probabilities(model: Model, head: SafetyHead, texts: Sequence[str], answers: Sequence[Sequence[int]],
+                        steps: Sequence[int], window: int | None) -> list[list[float]]:
+    """p(malicious) the head gives at each check step s <= len(answer) for each user text, the assistant
+    having emitted the first s tokens of its answer (teacher-forced): as the safety-signal engine checks
+    after s generated tokens, the [CLS] seeing the prompt and the last `window` assistant tokens. One
+    batched forward over the prompts and answers, then one single-token [CLS] forward per step."""
     import torch
+    from transformers import DynamicCache
 
     from harness.types import Message
 
-    hf = model.hf
-    out = []
+    hf, tok = model.hf, model.tokenizer
+    prompts = [model.prompt_ids((Message(role="user", content=t),)) for t in texts]
+    seqs = [p + list(a) for p, a in zip(prompts, answers, strict=True)]
+    width = max(len(s) for s in seqs)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    device = hf.device
+    ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=device)
+    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=device)
+    positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+    starts = [width - len(s) + len(p) for s, p in zip(seqs, prompts, strict=True)]  # first assistant column
+    out: list[list[float]] = [[] for _ in seqs]
     with torch.inference_mode():
-        for text in texts:
-            ids = torch.tensor([model.prompt_ids((Message(role="user", content=text),))], device=hf.device)
-            embeds = hf.get_input_embeddings()(ids)
-            inputs = torch.cat([embeds, head.cls_inputs(1, 1, embeds)], dim=1)
-            hidden = hf.get_decoder()(inputs_embeds=inputs).last_hidden_state
-            out.append(float(head.p_malicious(hidden[:, -1])[0]))
+        cache = DynamicCache(config=hf.config)
+        hf.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+        cls = head.cls_inputs(len(seqs), 1, hf.get_input_embeddings().weight)
+        for step in steps:
+            rows = [i for i, a in enumerate(answers) if step <= len(a)]
+            if not rows:
+                break
+            seen = mask.clone()
+            for i, start in enumerate(starts):
+                seen[i, start + step:] = 0  # not yet generated
+                if window is not None:
+                    seen[i, start : max(start, start + step - window)] = 0  # outside the window
+            cls_mask = torch.cat([seen, mask.new_ones((len(seqs), 1))], dim=-1)
+            at = torch.tensor([[len(p) + step] for p in prompts], device=device)
+            hidden = hf.get_decoder()(inputs_embeds=cls, attention_mask=cls_mask, position_ids=at, past_key_values=cache,
+                                      use_cache=True).last_hidden_state
+            cache.crop(-1)  # drop the [CLS] entry again
+            p = head.p_malicious(hidden[:, -1]).float().cpu().tolist()
+            for i in rows:
+                out[i].append(p[i])
     return out
+
+
+def first_check(model: Model, head: SafetyHead, texts: Sequence[str]) -> list[float]:
+    """p(malicious) the head gives at step 0 for each user text: the [CLS] right after the rendered prompt."""
+    return [ps[0] for ps in check_probabilities(model, head, texts, [[] for _ in texts], [0], None)]
