@@ -224,7 +224,8 @@ class SafetySignal(Defense):
         return steered_at(checks, self.steering)
 
     def evasion_identity(self) -> dict[str, Any]:
-        return {"adaptive_checks": self.adaptive_checks}
+        # "first" is the cost adaptive GCG used before the setting existed: its test cases keep their keys
+        return {} if self.adaptive_checks == "first" else {"adaptive_checks": self.adaptive_checks}
 
     def wrap(self, engine: Engine) -> Engine:
         if not self.steer:
