@@ -101,21 +101,28 @@ class FinetuneAttacks:
             log.warning("steps_attack=%s saves no checkpoints (train.save_steps is empty): no ASR-vs-steps curve", self.steps_attack)
             return pd.DataFrame()
         rows = []
-        aligned = self.asr_rows("aligned", self.direct, "-", next(iter(self.defenses.values())))[0]["asr"]
+        aligned = self.asr_rows("aligned", self.direct, "-", next(iter(self.defenses.values())))[0]
+        keep = ("asr", "asr_lo", "asr_hi", "n")
         for defense_label, defense in self.defenses.items():
-            rows.append({"defense": defense_label, "step": 0, "asr": aligned})
+            rows.append({"defense": defense_label, "step": 0, **{k: aligned[k] for k in keep}})
             for step in steps:
                 # the same configured attack, evaluated at a checkpoint (its class: no attack is imported here)
                 attack = type(base)(data=base.data, train=base.train.model_dump(), then=base.then, step=step)
                 (row,) = self.asr_rows(f"{self.steps_attack}@{step}", attack, defense_label, defense)[:1]
-                rows.append({"defense": defense_label, "step": step, "asr": row["asr"]})
+                rows.append({"defense": defense_label, "step": step, **{k: row[k] for k in keep}})
         curve = pd.DataFrame(rows)
         curve.to_csv(self.out / "asr_vs_steps.csv", index=False)
-        (self.out / "asr_vs_steps.md").write_text(report.markdown(curve.pivot(index="step", columns="defense", values="asr").reset_index()) + "\n")
+        cells = curve.assign(asr=[f"{a:.0f} [{lo:.0f}, {hi:.0f}]" for a, lo, hi in
+                                  zip(curve["asr"], curve["asr_lo"], curve["asr_hi"], strict=True)])
+        (self.out / "asr_vs_steps.md").write_text(
+            f"ASR (%) [95 % Wilson interval] on {self.harmful.name} (n = {int(curve['n'].max())}) after each step of "
+            f"{self.steps_attack} fine-tuning\n\n"
+            + report.markdown(cells.pivot(index="step", columns="defense", values="asr").reset_index()) + "\n")
         self.plot_steps(curve)
         return curve
 
     def plot_steps(self, curve: pd.DataFrame) -> None:
-        lines = [(f"{label} fine-tuning", part["step"], part["asr"]) for label, part in curve.groupby("defense", sort=False)]
+        lines = [(f"{label} fine-tuning", part["step"], part["asr"], part["asr_lo"], part["asr_hi"])
+                 for label, part in curve.groupby("defense", sort=False)]
         plots.asr_lines(self.out / "asr_vs_steps.png", lines, f"fine-tuning steps ({self.steps_attack})",
                          f"ASR on {self.harmful.name} during harmful fine-tuning of {self.model.name}")

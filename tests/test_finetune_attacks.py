@@ -257,5 +257,6 @@ def test_finetune_experiment_writes_the_table_and_the_steps_curve(tiny, harmbenc
             "gsm8k accuracy constrained"} <= set(table.columns)
     assert table["ASR standard"].iloc[1:].notna().all() and table["ASR constrained"].iloc[1:].notna().all()
     curve = (tmp_path / "asr_vs_steps.csv").read_text().splitlines()
-    assert curve[0] == "defense,step,asr" and len(curve) == 1 + 2 * 2  # (step 0 + step 1) x 2 defenses
+    assert curve[0] == "defense,step,asr,asr_lo,asr_hi,n" and len(curve) == 1 + 2 * 2  # (step 0 + step 1) x 2 defenses
+    assert "[" in (tmp_path / "asr_vs_steps.md").read_text()  # every cell with its interval
     assert (tmp_path / "asr_vs_steps.png").is_file() and (tmp_path / "finetune_attacks.md").is_file()
