@@ -16,7 +16,9 @@ checks), and the engine's rule is applied (`steered_at`): steer at the first che
 head's training; prompts the trained model saw in training are dropped (the contamination guard).
 Writes safety_signal_probe.{csv,md,png} to `out_dir`: per condition the share flagged at the first check,
 steered at all, and steered only after the first check (by the re-checks), each with n and a 95 % Wilson
-interval; safety_signal_probe_checks.csv has the share flagged and mean p(malicious) at each check step.
+interval, and the paired difference turn - benign in what the re-checks steered (exact McNemar);
+safety_signal_probe_checks.csv has the share flagged and mean p(malicious) at each check step, and
+safety_signal_probe_pairs.jsonl every pair's checks and where it would be steered.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from harness.benchmark import Benchmark
 from harness.contamination import overlap, trained_prompts
 from harness.errors import HarnessError
 from harness.model import Model
+from harness.paired import compare_pair
 from harness.stats import wilson
 
 log = logging.getLogger(__name__)
@@ -102,10 +105,15 @@ class SafetySignalProbe:
                                          ("benign", good.query(), good_ids), ("harmful", bad.query(), bad_ids)):
                 texts[condition].append(text)
                 answers[condition].append(ids)
-        rows, curves = [], []
+        rows, curves, per_pair = [], [], []
+        steered: dict[str, pd.Series] = {}
         for condition in CONDITIONS:
             checks = self.defense.teacher_forced_checks(trained, texts[condition], answers[condition])
             at = [self.defense.steered_at(c) for c in checks]
+            ids = [f"{good.id}+{bad.id}" for good, _, bad, _ in pairs]
+            steered[condition] = pd.Series([a is not None and a > 0 for a in at], index=ids)
+            per_pair += [{"pair": i, "condition": condition, "steered_at": a, "checks": [[s_, round(p, 4)] for s_, p in c]}
+                         for i, a, c in zip(ids, at, checks, strict=True)]
             n = len(checks)
             row = {"condition": condition, "n": n}
             for name, k in (("flagged at the first check", sum(c[0][1] > steering.threshold for c in checks)),
@@ -122,13 +130,19 @@ class SafetySignalProbe:
                                "flagged (%)": 100.0 * sum(v > steering.threshold for v in values) / len(values)})
         table = pd.DataFrame(rows)
         curve = pd.DataFrame(curves)
+        # the re-checks' detection beyond their false alarms: turn vs benign on the same prompts (exact McNemar)
+        paired = compare_pair(steered["benign"], steered["turn"])
         self.out.mkdir(parents=True, exist_ok=True)
         table.to_csv(self.out / "safety_signal_probe.csv", index=False)
         curve.to_csv(self.out / "safety_signal_probe_checks.csv", index=False)
+        pd.DataFrame(per_pair).to_json(self.out / "safety_signal_probe_pairs.jsonl", orient="records", lines=True)
         (self.out / "safety_signal_probe.md").write_text(
             f"Safety-signal head on {len(pairs)} held-out pairs ({self.benign.name} benign prompt, {self.harmful.name} "
             f"harmful answer; turn after {self.turn_at} benign tokens; threshold {steering.threshold}, hold "
-            f"{steering.hold}; teacher-forced)\n\n" + report.markdown(table) + "\n\nPer check:\n\n"
+            f"{steering.hold}; teacher-forced)\n\n" + report.markdown(table)
+            + f"\n\nSteered after the first check, turn - benign on the same {paired['n']} prompts: "
+            f"{paired['diff']:+.0f} points [{paired['diff_lo']:+.0f}, {paired['diff_hi']:+.0f}], exact McNemar "
+            f"p = {paired['p']:.2g} ({paired['c']} only in turn, {paired['b']} only in benign)\n\nPer check:\n\n"
             + report.markdown(curve) + "\n")
         self.plot(curve, steering.threshold)
         return table

@@ -324,6 +324,9 @@ def test_probe_scores_benign_turn_and_harmful_answers(tiny, data_dir, tmp_path, 
     assert (table.loc["turn", "flagged at the first check (%)"] == table.loc["benign", "flagged at the first check (%)"])  # same prompts
     checks = pd.read_csv(tmp_path / "safety_signal_probe_checks.csv")
     assert set(checks["condition"]) == {"turn", "benign", "harmful"} and checks["step"].min() == 0
-    assert (tmp_path / "safety_signal_probe.png").is_file() and (tmp_path / "safety_signal_probe.md").is_file()
+    assert (tmp_path / "safety_signal_probe.png").is_file() and "McNemar" in (tmp_path / "safety_signal_probe.md").read_text()
+    pairs = pd.read_json(tmp_path / "safety_signal_probe_pairs.jsonl", lines=True)
+    assert len(pairs) == 9 and pairs.groupby("condition")["pair"].nunique().eq(3).all()
+    assert all(checks[0][0] == 0 for checks in pairs["checks"])
     with pytest.raises(HarnessError, match="must be safety_signal"):
         probe.SafetySignalProbe(tiny, NoDefense(), AdvBench(data_dir=data_dir), AlpacaEval(data_dir=data_dir), str(tmp_path))
