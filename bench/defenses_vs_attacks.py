@@ -57,16 +57,15 @@ from harness.tables import to_frame
 # Seconds on 2 idle cores (smollm2-class 135M model; tiny model), for the estimate printed before a run.
 # GCG s/step = a + b x width, fitted to bench/gcg.md (5.67 s at width 64) and gcg_width512.md (18.4 s at 512).
 # Adaptive GCG scores every candidate (no pruning: nanoGCG's unpruned 7.05 s/step at width 64) and adds one
-# forward of the candidates' prompts through the reference or signal model: ~1.9x, not yet measured.
+# forward of the candidates' prompts through the reference or signal model: measured 1.9x against the perplexity
+# filter (cells 1a/1c), 3.1x against the signal's first check and 3.3x against every check (3a/3b/3c).
 # Generation: the batched HF engine's ~220 tokens/s at batch 32 (bench/generation.md), ~100 at batch 10,
 # ~26 unbatched (PAIR's small batches); a cell starts in ~20 s (interpreter, imports, model load).
 SPEED = {
-    "full": {"start": 20.0, "step_a": 3.85, "step_b": 0.0284, "adaptive": 1.9, "adaptive_all": 2.3, "tok_small": 100.0,
-             "tok_big": 220.0,
-             "tok_pair": 26.0, "calibrate": 20.0, "signal_train": 900.0},
-    "tiny": {"start": 12.0, "step_a": 0.3, "step_b": 0.0022, "adaptive": 1.9, "adaptive_all": 2.3, "tok_small": 1500.0,
-             "tok_big": 3000.0,
-             "tok_pair": 300.0, "calibrate": 2.0, "signal_train": 60.0},
+    "full": {"start": 20.0, "step_a": 3.85, "step_b": 0.0284, "adaptive": 1.9, "adaptive_all": 3.3,
+             "tok_small": 100.0, "tok_big": 220.0, "tok_pair": 26.0, "calibrate": 20.0, "signal_train": 900.0},
+    "tiny": {"start": 12.0, "step_a": 0.3, "step_b": 0.0022, "adaptive": 1.9, "adaptive_all": 3.3,
+             "tok_small": 1500.0, "tok_big": 3000.0, "tok_pair": 300.0, "calibrate": 2.0, "signal_train": 60.0},
 }
 TINY = {"n": 2, "steps": 2, "width": 16, "topk": 16, "max_tokens": 8, "benign_n": 4, "copies": 3,
         "streams": 2, "iterations": 2, "attacker_tokens": 12, "target_tokens": 4}

@@ -69,7 +69,7 @@ def test_gcg_records_its_cost_and_whether_it_adapted(tiny, tmp_path):
 
 def test_safety_signal_evasion_cost_reads_the_engines_first_check(tiny):
     from defenses.safety_signal.decoding import HeadClassifier, SafetySignalEngine, Steering
-    from defenses.safety_signal.defense import first_check
+    from defenses.safety_signal.defense import check_probabilities
     from defenses.safety_signal.head import SafetyHead
     from harness.types import Message, Request
 
@@ -81,7 +81,8 @@ def test_safety_signal_evasion_cost_reads_the_engines_first_check(tiny):
     engine.generate(requests)
     logged = [engine.decisions[f"{r.key}:0"]["checks"][0] for r in requests]
     assert [step for step, _ in logged] == [0, 0]
-    assert first_check(tiny, head, texts) == pytest.approx([p for _, p in logged], abs=1e-3)
+    first = [ps[0] for ps in check_probabilities(tiny, head, texts, [[], []], [0], None)]  # batched, padded
+    assert first == pytest.approx([p for _, p in logged], abs=1e-3)
 
 
 def test_safety_signal_evasion_cost_reads_every_check_while_the_target_is_emitted(tiny):

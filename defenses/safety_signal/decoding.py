@@ -108,7 +108,6 @@ class HeadClassifier:
 @dataclass
 class RowState:
     watching: bool = True
-    streak: int = 0  # consecutive flagged checks
     safe_until: int = 0  # generated tokens at the last benign check (the transition if a flip is confirmed)
     forced: list[int] = field(default_factory=list)  # refusal tokens still to emit
     removed: set[int] = field(default_factory=set)  # generated token indices withdrawn at a rollback
@@ -208,10 +207,9 @@ class SafetySignalEngine(HFEngine):
                 continue
             state.checks.append((step, p[b]))
             if p[b] <= self.steering.threshold:
-                state.streak, state.safe_until = 0, step
+                state.safe_until = step
                 continue
-            state.streak += 1
-            if step > 0 and state.streak < self.steering.hold:
+            if steered_at(state.checks, self.steering) != step:  # a flip not yet held for `hold` checks
                 continue
             at = 0 if step == 0 else state.safe_until
             kept = at - len([i for i in state.removed if i < at])

@@ -284,8 +284,3 @@ def check_probabilities(model: Model, head: SafetyHead, texts: Sequence[str], an
             for i in rows:
                 out[i].append(p[i])
     return out
-
-
-def first_check(model: Model, head: SafetyHead, texts: Sequence[str]) -> list[float]:
-    """p(malicious) the head gives at step 0 for each user text: the [CLS] right after the rendered prompt."""
-    return [ps[0] for ps in check_probabilities(model, head, texts, [[] for _ in texts], [0], None)]
