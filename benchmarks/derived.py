@@ -6,8 +6,10 @@
 harmful request: questions, "ways to ...", role-play and fiction wrappers; harmful),
 `contrast` (a harmless question on the same topic), `writing` (a harmless story, essay or report
 on the same topic), `handwritten` (the hand-written safe look-alikes from `start` on, the ones a
-recipe with `safe_lookalikes <= start` never trains on). The last three are benign: the share
-answered is what they measure. Derived from a benchmark that a recipe does not train on (by
+recipe with `safe_lookalikes <= start` never trains on), `borderline` (hand-written benign prompts that
+look alarming: definitions, history, fiction, harmless senses of violent words, public figures) and
+`blunt` (hand-written blunt harmful requests: violence against a person, demeaning groups, private
+data; harmful), both from `dev_prompts.py`. On benign sets the share answered is what they measure. Derived from a benchmark that a recipe does not train on (by
 default HarmBench's val split; the recipes train on its test split), they are for tuning only:
 their templates are the recipe's own, so they are easier than a held-out set.
 """
@@ -18,18 +20,20 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from benchmarks.dev_prompts import BLUNT_DEV, BORDERLINE_DEV
 from defenses.safety_phrasings import SAFE_LOOKALIKES, lookalike, rephrase, writing_lookalike
 from harness.benchmark import Benchmark, BenchmarkSettings
 from harness.errors import DataError
 from harness.settings import Ref
 from harness.types import Behavior
 
-KINDS = ("rephrased", "contrast", "writing", "handwritten")
+KINDS = ("rephrased", "contrast", "writing", "handwritten", "borderline", "blunt")
+HANDWRITTEN = {"borderline": BORDERLINE_DEV, "blunt": BLUNT_DEV}  # dev sets that need no source benchmark
 
 
 class DerivedSettings(BenchmarkSettings):
     source: Annotated[Benchmark | None, Ref] = None  # the benchmark whose behaviors are transformed (not for handwritten)
-    kind: Literal["rephrased", "contrast", "writing", "handwritten"] = "writing"
+    kind: Literal["rephrased", "contrast", "writing", "handwritten", "borderline", "blunt"] = "writing"
     start: int = Field(30, ge=0, le=len(SAFE_LOOKALIKES))  # handwritten: the look-alikes from this index on
     hub: bool = False
 
@@ -41,12 +45,15 @@ class Derived(Benchmark):
     def __init__(self, *args: Any, **values: Any) -> None:
         super().__init__(*args, **values)
         self.name = f"{self.settings.kind}" + (f"_{self.source.name}" if self.source is not None else "")
-        self.label = "harmful" if self.kind == "rephrased" else "benign"
+        self.label = "harmful" if self.kind in ("rephrased", "blunt") else "benign"
 
     def derive(self) -> list[Behavior]:
         if self.kind == "handwritten":
             return [Behavior(id=f"safe-lookalike-{i}", prompt=p, label="benign", source=self.name)
                     for i, p in enumerate(SAFE_LOOKALIKES) if i >= self.start]
+        if self.kind in HANDWRITTEN:
+            return [Behavior(id=f"{self.kind}-dev-{i}", prompt=p, label=self.label, source=self.name)
+                    for i, p in enumerate(HANDWRITTEN[self.kind])]
         if self.source is None:
             raise DataError(f"benchmark {self.name!r}: kind={self.kind} needs benchmark.source=<a benchmark config>")
         out = []

@@ -5,7 +5,10 @@ standard behaviors of its test split; its val split is the dev set for tuning; A
 XSTest and HarmBench contextual are evaluation sets). `phrasings` adds that many other
 phrasings of each harmful request (questions, "ways to ...", role-play, fiction, made-up
 context: `safety_phrasings`); `lookalikes`, `writing` and `safe_lookalikes` add harmless prompts
-on the same topics (questions, writing tasks), answered. Helpful answers are the base model's own greedy answers (AlpacaEval
+on the same topics (questions, writing tasks), answered; `borderline` adds benign prompts that look
+alarming (definitions, history, fiction, harmless senses of violent words) and `blunt` harmful ones
+unlike any benchmark's instructions (violence against a person, demeaning groups, private data):
+`borderline_prompts`. Helpful answers are the base model's own greedy answers (AlpacaEval
 and the look-alikes), so the utility anchors teach no new style; an answer cut off at
 `answer_tokens` is not taught to end. The result is cached by recipe, e.g. `smollm2-aligned`.
 """
@@ -16,6 +19,7 @@ from typing import Annotated
 
 from pydantic import Field, PlainSerializer
 
+from defenses.borderline_prompts import blunt_harmful, borderline_benign
 from defenses.safety_phrasings import SAFE_LOOKALIKES, lookalike, rephrase, wrap, writing_lookalike
 from harness.answers import sampled_answers
 from harness.benchmark import Benchmark
@@ -26,7 +30,7 @@ from harness.settings import Named, Settings
 from harness.training import Example, TrainKey, TrainSettings, train
 from harness.types import Behavior, Message
 
-LOOKALIKE_KINDS = ("lookalike", "safe_lookalike", "wrapped", "writing")
+LOOKALIKE_KINDS = ("lookalike", "safe_lookalike", "wrapped", "writing", "borderline")
 Names = PlainSerializer(lambda v: [b.name for b in v], when_used="always")  # benchmarks by their names
 
 
@@ -52,6 +56,8 @@ class SafetySFTSettings(Settings):
     safe_lookalikes: int = Field(0, ge=0, le=len(SAFE_LOOKALIKES))  # hand-written safe look-alikes
     wrapped: int = Field(0, ge=0)  # benign requests inside the harmful rephrasings' wrappers
     writing: int = Field(0, ge=0)  # harmless writing tasks (story, essay, report) on the harmful prompts' topics
+    borderline: int = Field(0, ge=0, le=len(borderline_benign()))  # benign prompts that look alarming (borderline_prompts)
+    blunt: int = Field(0, ge=0, le=len(blunt_harmful()))  # blunt harmful prompts: violence, demeaning groups, private data
     exclude: Annotated[tuple[Benchmark, ...], Names] = ()  # evaluation sets whose prompts never train
 
 
@@ -61,7 +67,8 @@ class SafetySFT(Defense):
 
     @property
     def varied(self) -> bool:
-        return bool(self.phrasings or self.lookalikes or self.safe_lookalikes or self.wrapped or self.writing)
+        return bool(self.phrasings or self.lookalikes or self.safe_lookalikes or self.wrapped or self.writing
+                    or self.borderline or self.blunt)
 
     def training_prompts(self) -> list[Behavior]:
         """The harmful behaviors trained on (before rephrasing): the first n_harmful not in an `exclude` set."""
@@ -71,6 +78,7 @@ class SafetySFT(Defense):
     def all_training_prompts(self) -> list[str]:
         """Every user turn this recipe trains on (harmful in all phrasings, benign, look-alikes): for overlap checks."""
         harmful = [q for b in self.training_prompts() for q in (b.query(), *rephrase(b, self.phrasings))]
+        harmful += list(blunt_harmful()[: self.blunt])
         return harmful + [b.query() for b in self.benign.load()[: self.n_benign] + self.lookalike_prompts()]
 
     def refusal_examples(self) -> list[Example]:
@@ -80,6 +88,8 @@ class SafetySFT(Defense):
             out.append(Example(messages=ask(b), response=refusal_for(b.id, refusals), kind="refusal"))
             out += [Example(messages=(Message(role="user", content=q),), response=refusal_for(q, refusals), kind="rephrased")
                     for q in rephrase(b, self.phrasings)]
+        out += [Example(messages=(Message(role="user", content=q),), response=refusal_for(q, refusals), kind="blunt")
+                for q in blunt_harmful()[: self.blunt]]
         return out
 
     def lookalike_prompts(self) -> list[Behavior]:
@@ -95,7 +105,9 @@ class SafetySFT(Defense):
         # writing tasks on the topics of the last `writing` behaviors (the contrast questions take the first ones)
         writing = [Behavior(id=f"{b.id}:writing", prompt=writing_lookalike(b), label="benign", source="writing")
                    for b in trained[max(0, len(trained) - self.writing):]]
-        return contrast + safe + wrapped + writing
+        borderline = [Behavior(id=f"borderline-{i}", prompt=p, label="benign", source="borderline")
+                      for i, p in enumerate(borderline_benign()[: self.borderline])]
+        return contrast + safe + wrapped + writing + borderline
 
     def utility_examples(self, model: Model, weight: float = 1.0) -> list[Example]:
         benign = self.benign.load()[: self.n_benign] + self.lookalike_prompts()
