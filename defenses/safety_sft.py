@@ -15,6 +15,7 @@ and the look-alikes), so the utility anchors teach no new style; an answer cut o
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated
 
 from pydantic import Field, PlainSerializer
@@ -32,6 +33,13 @@ from harness.types import Behavior, Message
 
 LOOKALIKE_KINDS = ("lookalike", "safe_lookalike", "wrapped", "writing", "borderline")
 Names = PlainSerializer(lambda v: [b.name for b in v], when_used="always")  # benchmarks by their names
+
+
+def first_of(prompts: list[str]) -> PlainSerializer:
+    """Key a count of a hand-written list by the prompts it takes: editing the list re-keys the recipes that use it."""
+    def key(n: int) -> int | dict[str, object]:
+        return {"n": n, "sha256": hashlib.sha256("\n".join(prompts[:n]).encode()).hexdigest()[:16]} if n else 0
+    return PlainSerializer(key, when_used="always")
 
 
 def _norm(text: str) -> str:
@@ -56,8 +64,8 @@ class SafetySFTSettings(Settings):
     safe_lookalikes: int = Field(0, ge=0, le=len(SAFE_LOOKALIKES))  # hand-written safe look-alikes
     wrapped: int = Field(0, ge=0)  # benign requests inside the harmful rephrasings' wrappers
     writing: int = Field(0, ge=0)  # harmless writing tasks (story, essay, report) on the harmful prompts' topics
-    borderline: int = Field(0, ge=0, le=len(borderline_benign()))  # benign prompts that look alarming (borderline_prompts)
-    blunt: int = Field(0, ge=0, le=len(blunt_harmful()))  # blunt harmful prompts: violence, demeaning groups, private data
+    borderline: Annotated[int, first_of(borderline_benign())] = Field(0, ge=0, le=len(borderline_benign()))  # benign prompts that look alarming (borderline_prompts)
+    blunt: Annotated[int, first_of(blunt_harmful())] = Field(0, ge=0, le=len(blunt_harmful()))  # blunt harmful prompts: violence, demeaning groups, private data
     exclude: Annotated[tuple[Benchmark, ...], Names] = ()  # evaluation sets whose prompts never train
 
 

@@ -90,5 +90,8 @@ def test_a_recipe_trains_on_the_first_n_of_each_list(data_dir, tiny, monkeypatch
     trained = set(recipe.all_training_prompts())
     assert set(blunt_harmful()[:5]) <= trained and set(borderline_benign()[:7]) <= trained
     assert not trained & (set(BORDERLINE_DEV) | set(BLUNT_DEV))
+    key = recipe.describe()
+    assert key["borderline"]["n"] == 7 and key["blunt"]["n"] == 5 and len(key["borderline"]["sha256"]) == 16
+    assert SafetySFT(harmful=recipe.harmful, benign=recipe.benign).describe()["borderline"] == 0
     with pytest.raises(Exception, match="borderline"):
         SafetySFT(harmful=recipe.harmful, benign=recipe.benign, borderline=10_000)
