@@ -8,7 +8,7 @@ context: `safety_phrasings`); `lookalikes`, `writing` and `safe_lookalikes` add 
 on the same topics (questions, writing tasks), answered; `borderline` adds benign prompts that look
 alarming (definitions, history, fiction, harmless senses of violent words) and `blunt` harmful ones
 unlike any benchmark's instructions (violence against a person, demeaning groups, private data):
-`borderline_prompts`. Helpful answers are the base model's own greedy answers (AlpacaEval
+`borderline_prompts`; `everyday` asks everyday tasks in the harmful rephrasings' question templates. Helpful answers are the base model's own greedy answers (AlpacaEval
 and the look-alikes), so the utility anchors teach no new style; an answer cut off at
 `answer_tokens` is not taught to end. The result is cached by recipe, e.g. `smollm2-aligned`.
 """
@@ -20,7 +20,7 @@ from typing import Annotated
 
 from pydantic import Field, PlainSerializer
 
-from defenses.borderline_prompts import blunt_harmful, borderline_benign
+from defenses.borderline_prompts import blunt_harmful, borderline_benign, everyday_questions
 from defenses.safety_phrasings import SAFE_LOOKALIKES, lookalike, rephrase, wrap, writing_lookalike
 from harness.answers import sampled_answers
 from harness.benchmark import Benchmark
@@ -31,7 +31,7 @@ from harness.settings import Named, Settings
 from harness.training import Example, TrainKey, TrainSettings, train
 from harness.types import Behavior, Message
 
-LOOKALIKE_KINDS = ("lookalike", "safe_lookalike", "wrapped", "writing", "borderline")
+LOOKALIKE_KINDS = ("lookalike", "safe_lookalike", "wrapped", "writing", "borderline", "everyday")
 Names = PlainSerializer(lambda v: [b.name for b in v], when_used="always")  # benchmarks by their names
 
 
@@ -65,6 +65,7 @@ class SafetySFTSettings(Settings):
     wrapped: int = Field(0, ge=0)  # benign requests inside the harmful rephrasings' wrappers
     writing: int = Field(0, ge=0)  # harmless writing tasks (story, essay, report) on the harmful prompts' topics
     borderline: Annotated[int, first_of(borderline_benign())] = Field(0, ge=0, le=len(borderline_benign()))  # benign prompts that look alarming (borderline_prompts)
+    everyday: Annotated[int, first_of(everyday_questions())] = Field(0, ge=0, le=len(everyday_questions()))  # "How do I <everyday task>?"
     blunt: Annotated[int, first_of(blunt_harmful())] = Field(0, ge=0, le=len(blunt_harmful()))  # blunt harmful prompts: violence, demeaning groups, private data
     exclude: Annotated[tuple[Benchmark, ...], Names] = ()  # evaluation sets whose prompts never train
 
@@ -76,7 +77,7 @@ class SafetySFT(Defense):
     @property
     def varied(self) -> bool:
         return bool(self.phrasings or self.lookalikes or self.safe_lookalikes or self.wrapped or self.writing
-                    or self.borderline or self.blunt)
+                    or self.borderline or self.blunt or self.everyday)
 
     def training_prompts(self) -> list[Behavior]:
         """The harmful behaviors trained on (before rephrasing): the first n_harmful not in an `exclude` set."""
@@ -115,7 +116,9 @@ class SafetySFT(Defense):
                    for b in trained[max(0, len(trained) - self.writing):]]
         borderline = [Behavior(id=f"borderline-{i}", prompt=p, label="benign", source="borderline")
                       for i, p in enumerate(borderline_benign()[: self.borderline])]
-        return contrast + safe + wrapped + writing + borderline
+        everyday = [Behavior(id=f"everyday-{i}", prompt=p, label="benign", source="everyday")
+                    for i, p in enumerate(everyday_questions()[: self.everyday])]
+        return contrast + safe + wrapped + writing + borderline + everyday
 
     def utility_examples(self, model: Model, weight: float = 1.0) -> list[Example]:
         benign = self.benign.load()[: self.n_benign] + self.lookalike_prompts()

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from benchmarks.dev_prompts import BLUNT_DEV, BORDERLINE_DEV
-from defenses.borderline_prompts import blunt_harmful, borderline_benign
+from defenses.borderline_prompts import blunt_harmful, borderline_benign, everyday_questions
 
 # Words every short question shares; without them two prompts are close only if they share their topic.
 STOP = set("a an the is what how do i to of in and or my me for can you why does are be it this that with on at by from "
@@ -42,7 +42,7 @@ def test_dev_sets_are_far_from_training_prompts():
     from defenses.safety_phrasings import SAFE_LOOKALIKES
 
     score, dev, train = closest(list(BORDERLINE_DEV) + list(BLUNT_DEV),
-                                borderline_benign() + blunt_harmful() + list(SAFE_LOOKALIKES))
+                                borderline_benign() + blunt_harmful() + everyday_questions() + list(SAFE_LOOKALIKES))
     assert score < 0.5, (score, dev, train)
 
 
@@ -57,7 +57,7 @@ def test_new_prompts_are_far_from_every_evaluation_set(data_dir, which):
     evaluation += [b.prompt for split in ("harmful", "benign") for b in JailbreakBench(data_dir=data_dir, split=split).load()]
     evaluation += [b.prompt for b in AdvBench(data_dir=data_dir).load()]
     evaluation += [b.prompt for b in HarmBench(data_dir=data_dir, functional=["contextual"]).load()]
-    mine = borderline_benign() + blunt_harmful() if which == "training" else list(BORDERLINE_DEV) + list(BLUNT_DEV)
+    mine = borderline_benign() + blunt_harmful() + everyday_questions() if which == "training" else list(BORDERLINE_DEV) + list(BLUNT_DEV)
     norm = {" ".join(p.lower().split()) for p in evaluation}
     assert not norm & {" ".join(p.lower().split()) for p in mine}
     score, _, _ = closest(mine, evaluation)

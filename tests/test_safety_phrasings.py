@@ -141,11 +141,13 @@ def test_the_recipe_has_every_kind_of_example_and_its_key_names_every_data_optio
     assert kinds.count("lookalike") == recipe.lookalikes and kinds.count("safe_lookalike") == recipe.safe_lookalikes
     assert kinds.count("wrapped") == recipe.wrapped and kinds.count("writing") == recipe.writing
     assert kinds.count("borderline") == recipe.borderline and kinds.count("blunt") == recipe.blunt
+    assert kinds.count("everyday") == recipe.everyday
     responses = {e.response for e in recipe.refusal_examples()}
     assert len(responses) > 10  # refusals vary
     plain = SafetySFT(harmful=recipe.harmful, benign=recipe.benign)
     assert set(plain.describe()) == {"defense", "harmful", "benign", "n_harmful", "n_benign", "answer_tokens", "train",
                                      "phrasings", "lookalikes", "safe_lookalikes", "wrapped", "writing", "borderline", "blunt",
+                                     "everyday",
                                      "exclude"}  # unset ones too
     assert plain.describe()["phrasings"] == 0 and plain.describe() != recipe.describe()
 
@@ -163,5 +165,5 @@ def test_the_ci_recipe_turns_off_every_data_option_the_default_recipe_sets(data_
         cfg = compose("config", overrides=["defense=safety_sft_ci", f"data_dir={data_dir}"])
     ci = instantiate(cfg.defense, _convert_="all")
     options = [name for name, field in SafetySFTSettings.model_fields.items() if field.default == 0]
-    assert {"phrasings", "lookalikes", "safe_lookalikes", "wrapped", "writing", "borderline", "blunt"} <= set(options)
+    assert {"phrasings", "lookalikes", "safe_lookalikes", "wrapped", "writing", "borderline", "blunt", "everyday"} <= set(options)
     assert {name: getattr(ci, name) for name in options} == dict.fromkeys(options, 0)
