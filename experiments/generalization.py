@@ -8,6 +8,12 @@ evaluation is an ordinary run folder under `out_dir/<system>/<set>/direct/`, so 
 The direct attack (`direct`) and the defense of systems that name none (`defense`) come from
 the config (`attack=direct`, `defense=none` unless the experiment's config says otherwise).
 
+`reference` (default `aligned` in the configs) names the system every other one is paired with:
+on each set, per prompt, is it broken (harmful sets: any sample harmful) or answered (benign sets:
+no sample refused), the difference of the two shares with its exact 95 % interval and the exact
+McNemar p, Holm-adjusted over the table (`generalization_paired.{csv,md}`; appended to the
+Markdown table). A difference whose Holm p is 0.05 or more is no measured difference.
+
 `split` names what the sets are: `held-out` (evaluation sets, never tuned on) or `dev` (for
 tuning a recipe). When a system's model was trained by a recipe that lists its training prompts
 (`training_prompts`), the table counts evaluation prompts that appear in them ("in training",
@@ -24,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from experiments.systems import systems as parse_systems
-from harness import config, report
+from harness import config, paired, report
 from harness.attack import Attack
 from harness.benchmark import Benchmark
 from harness.defense import Defense
@@ -33,7 +39,7 @@ from harness.errors import HarnessError
 from harness.judge import Judge
 from harness.model import Model
 from harness.run import evaluate
-from harness.stats import wilson
+from harness.stats import holm, wilson
 from harness.types import Sampling
 
 log = logging.getLogger(__name__)
@@ -50,6 +56,21 @@ def training_prompts(model: Model) -> set[str] | None:
     return {_norm(p) for p in lister()} if callable(lister) else None
 
 
+def per_prompt(folder: Path, bench: Benchmark, measure: str) -> pd.Series:
+    """Per behavior of `bench` as it is now: broken (any sample harmful) or answered (no sample refused); errors left out.
+
+    Records of a behavior id whose prompt has since changed (an edited set) are not counted."""
+    current = {b.id: b.query() for b in bench.load()}
+    out: dict[str, bool] = {}
+    for r in report.load_folders([folder]):
+        if r.verdict.error or current.get(r.behavior.id) != r.behavior.query():
+            continue
+        bad = bool(r.verdict.harmful if measure == "direct ASR" else r.verdict.refused)
+        out[r.behavior.id] = out.get(r.behavior.id, False) or bad
+    series = pd.Series(out, dtype=bool)
+    return series if measure == "direct ASR" else ~series
+
+
 def cell(percent: float, n: int) -> dict[str, Any]:
     k = round(percent * n / 100)
     lo, hi = wilson(k, n)
@@ -59,7 +80,8 @@ def cell(percent: float, n: int) -> dict[str, Any]:
 class Generalization:
     def __init__(self, systems: Mapping[str, Mapping[str, Any]], harmful: Mapping[str, Benchmark],
                  benign: Mapping[str, Benchmark], judge: Judge, engine: Callable[[Model], Engine], sampling: Mapping,
-                 out_dir: str, split: str = "held-out", direct: Attack | None = None, defense: Defense | None = None) -> None:
+                 out_dir: str, split: str = "held-out", direct: Attack | None = None, defense: Defense | None = None,
+                 reference: str | None = None) -> None:
         self.direct = direct or config.option("attack", "direct")
         self.systems = parse_systems(systems, defense or config.option("defense", "none"))
         if not harmful and not benign:
@@ -68,9 +90,14 @@ class Generalization:
         self.judge, self.engine, self.sampling = judge, engine, Sampling(**sampling)
         self.out = Path(out_dir)
         self.split = split
+        if reference is not None and reference not in self.systems:
+            raise HarnessError(f"experiment=generalization: driver.reference={reference!r} is not a system; "
+                               f"choose one of {sorted(self.systems)} or null (no paired comparison)")
+        self.reference = reference
 
     def __call__(self) -> pd.DataFrame:
         rows = []
+        outcomes: dict[tuple[str, str], pd.Series] = {}
         sets = [(name, bench, "direct ASR") for name, bench in self.harmful.items()]
         sets += [(name, bench, "answered") for name, bench in self.benign.items()]
         for label, (model, defense) in self.systems.items():
@@ -86,11 +113,44 @@ class Generalization:
                 overlap = None if seen is None else sum(_norm(b.query()) in seen for b in bench.load())
                 rows.append({"system": label, "set": name, "split": self.split, "measure": measure, **cell(value, n),
                              "in training": overlap})
+                if self.reference is not None:
+                    outcomes[label, name] = per_prompt(self.out / label / name / "direct", bench, measure)
         long = pd.DataFrame(rows)
         self.out.mkdir(parents=True, exist_ok=True)
         long.to_csv(self.out / "generalization.csv", index=False)
-        (self.out / "generalization.md").write_text(self.markdown(long))
+        text = self.markdown(long)
+        if self.reference is not None and len(self.systems) > 1:
+            pairs = self.paired(outcomes, sets)
+            pairs.to_csv(self.out / "generalization_paired.csv", index=False)
+            text += "\n" + self.paired_markdown(pairs)
+            (self.out / "generalization_paired.md").write_text(self.paired_markdown(pairs))
+        (self.out / "generalization.md").write_text(text)
         return long
+
+    def paired(self, outcomes: Mapping[tuple[str, str], pd.Series], sets: list[tuple[str, Benchmark, str]]) -> pd.DataFrame:
+        """Every system against the reference on each set's shared prompts; Holm over all rows."""
+        rows = []
+        for label in self.systems:
+            if label == self.reference:
+                continue
+            for name, _, measure in sets:
+                result = paired.compare_pair(outcomes[self.reference, name], outcomes[label, name])
+                rows.append({"system": label, "reference": self.reference, "set": name, "measure": measure,
+                             **{k: v for k, v in result.items() if k not in ("asr_a", "asr_b")},
+                             "reference_percent": result["asr_a"], "system_percent": result["asr_b"]})
+        table = pd.DataFrame(rows)
+        table["p_holm"] = holm(list(table["p"])) if len(table) else []
+        return table
+
+    def paired_markdown(self, pairs: pd.DataFrame) -> str:
+        lines = [f"Paired against `{self.reference}` on the same prompts: system - reference, points, exact 95 % interval, "
+                 "exact McNemar p, Holm-adjusted over the table (Holm p >= 0.05: no measured difference).\n",
+                 "| system | measure | set | n | reference % | system % | difference [95 % CI] | p | Holm p |",
+                 "|---|---|---|---|---|---|---|---|---|"]
+        for r in pairs.itertuples():
+            lines.append(f"| {r.system} | {r.measure} | {r.set} | {r.n} | {r.reference_percent:.1f} | {r.system_percent:.1f} | "
+                         f"{r.diff:+.1f} [{r.diff_lo:+.1f}, {r.diff_hi:+.1f}] | {r.p:.3g} | {r.p_holm:.3g} |")
+        return "\n".join(lines) + "\n"
 
     def markdown(self, long: pd.DataFrame) -> str:
         """One row per set, one column per system: `percent [low, high]`, with n."""
