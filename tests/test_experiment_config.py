@@ -56,6 +56,20 @@ def test_experiment_overrides_replace_or_drop_plugins(tmp_path):
     assert list(attacks) == ["direct", "prefill", "prefill_answers", "decoding"]
 
 
+def test_the_readmes_broad_recipe_and_backdoor_commands_compose(tmp_path):
+    added = driver("experiment=generalization", "+model@driver.systems.broad.model=smollm2-aligned-broad", tmp_path=tmp_path)
+    assert list(added.systems) == ["base", "aligned", "deep", "safety_signal", "broad"] and added.reference == "aligned"
+    assert added.systems["broad"][0].recipe.describe()["blunt"]["n"] == 160
+    alone = driver("experiment=generalization", "model@driver.systems.aligned.model=smollm2-aligned-broad",
+                   "~driver.systems.base", "~driver.systems.deep", "~driver.systems.safety_signal", tmp_path=tmp_path)
+    assert list(alone.systems) == ["aligned"] and alone.systems["aligned"][0].name == "smollm2-aligned-broad"
+    backdoor = driver("experiment=finetune_attacks", "~driver.defenses.constrained_anchored", "~driver.defenses.safety_mix",
+                      "~driver.attacks.harmful", "~driver.attacks.identity_shift", "driver.steps_attack=null", tmp_path=tmp_path)
+    assert list(backdoor.attacks) == ["backdoor", "benign_gsm8k"] and backdoor.steps_attack is None
+    with pytest.raises(Exception, match="driver.reference='aligned' is not a system"):
+        driver("experiment=generalization", "~driver.systems.aligned", tmp_path=tmp_path)
+
+
 def test_a_plugin_the_config_does_not_name_comes_from_its_option_also_inside_a_running_hydra():
     from hydra import initialize_config_dir
 
