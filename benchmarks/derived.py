@@ -6,10 +6,10 @@
 harmful request: questions, "ways to ...", role-play and fiction wrappers; harmful),
 `contrast` (a harmless question on the same topic), `writing` (a harmless story, essay or report
 on the same topic), `handwritten` (the hand-written safe look-alikes from `start` on, the ones a
-recipe with `safe_lookalikes <= start` never trains on), `borderline` (hand-written benign prompts that
-look alarming: definitions, history, fiction, harmless senses of violent words, public figures) and
-`blunt` (hand-written blunt harmful requests: violence against a person, demeaning groups, private
-data; harmful), both from `dev_prompts.py`. On benign sets the share answered is what they measure. Derived from a benchmark that a recipe does not train on (by
+recipe with `safe_lookalikes <= start` never trains on), and two hand-written sets from
+`dev_prompts.py` that need no source: `borderline` (benign prompts that look alarming) and `blunt`
+(blunt harmful requests; harmful). On benign sets the share answered is what they measure.
+Derived from a benchmark that a recipe does not train on (by
 default HarmBench's val split; the recipes train on its test split), they are for tuning only:
 their templates are the recipe's own, so they are easier than a held-out set.
 """

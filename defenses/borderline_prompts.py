@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import random
 
+from defenses.safety_phrasings import QUESTIONS
+
 # --- benign: topic lists x phrasing templates --------------------------------------------------------------
 
 TERMS = ("a money mule", "arson", "a Ponzi scheme", "ransomware", "card skimming", "extortion", "a botnet",
@@ -178,8 +180,6 @@ EVERYDAY = ("bake sourdough bread", "change a flat tire", "learn to play the gui
 
 def everyday_questions() -> list[str]:
     """Each everyday task in one of the harmful rephrasings' question templates, cycling through them."""
-    from defenses.safety_phrasings import QUESTIONS
-
     return [QUESTIONS[i % len(QUESTIONS)].format(vp=vp) for i, vp in enumerate(EVERYDAY)]
 
 

@@ -5,10 +5,11 @@ standard behaviors of its test split; its val split is the dev set for tuning; A
 XSTest and HarmBench contextual are evaluation sets). `phrasings` adds that many other
 phrasings of each harmful request (questions, "ways to ...", role-play, fiction, made-up
 context: `safety_phrasings`); `lookalikes`, `writing` and `safe_lookalikes` add harmless prompts
-on the same topics (questions, writing tasks), answered; `borderline` adds benign prompts that look
-alarming (definitions, history, fiction, harmless senses of violent words) and `blunt` harmful ones
-unlike any benchmark's instructions (violence against a person, demeaning groups, private data):
-`borderline_prompts`; `everyday` asks everyday tasks in the harmful rephrasings' question templates. Helpful answers are the base model's own greedy answers (AlpacaEval
+on the same topics (questions, writing tasks), answered. `borderline_prompts` adds benign prompts
+that look alarming (`borderline`: definitions, history, fiction, harmless senses of violent words),
+everyday tasks in the harmful rephrasings' question templates (`everyday`), and harmful requests
+unlike any benchmark's instructions (`blunt`: violence against a person, demeaning groups, private
+data). Helpful answers are the base model's own greedy answers (AlpacaEval
 and the look-alikes), so the utility anchors teach no new style; an answer cut off at
 `answer_tokens` is not taught to end. The result is cached by recipe, e.g. `smollm2-aligned`.
 """
@@ -33,6 +34,7 @@ from harness.types import Behavior, Message
 
 LOOKALIKE_KINDS = ("lookalike", "safe_lookalike", "wrapped", "writing", "borderline", "everyday")
 Names = PlainSerializer(lambda v: [b.name for b in v], when_used="always")  # benchmarks by their names
+BORDERLINE, EVERYDAY, BLUNT = borderline_benign(), everyday_questions(), blunt_harmful()
 
 
 def first_of(prompts: list[str]) -> PlainSerializer:
@@ -64,9 +66,10 @@ class SafetySFTSettings(Settings):
     safe_lookalikes: int = Field(0, ge=0, le=len(SAFE_LOOKALIKES))  # hand-written safe look-alikes
     wrapped: int = Field(0, ge=0)  # benign requests inside the harmful rephrasings' wrappers
     writing: int = Field(0, ge=0)  # harmless writing tasks (story, essay, report) on the harmful prompts' topics
-    borderline: Annotated[int, first_of(borderline_benign())] = Field(0, ge=0, le=len(borderline_benign()))  # benign prompts that look alarming (borderline_prompts)
-    everyday: Annotated[int, first_of(everyday_questions())] = Field(0, ge=0, le=len(everyday_questions()))  # "How do I <everyday task>?"
-    blunt: Annotated[int, first_of(blunt_harmful())] = Field(0, ge=0, le=len(blunt_harmful()))  # blunt harmful prompts: violence, demeaning groups, private data
+    # the first n of each hand-written list (borderline_prompts), keyed by their text
+    borderline: Annotated[int, first_of(BORDERLINE)] = Field(0, ge=0, le=len(BORDERLINE))  # benign, alarming-looking
+    everyday: Annotated[int, first_of(EVERYDAY)] = Field(0, ge=0, le=len(EVERYDAY))  # "How do I <everyday task>?"
+    blunt: Annotated[int, first_of(BLUNT)] = Field(0, ge=0, le=len(BLUNT))  # violence, demeaning groups, private data
     exclude: Annotated[tuple[Benchmark, ...], Names] = ()  # evaluation sets whose prompts never train
 
 
@@ -87,7 +90,7 @@ class SafetySFT(Defense):
     def all_training_prompts(self) -> list[str]:
         """Every user turn this recipe trains on (harmful in all phrasings, benign, look-alikes): for overlap checks."""
         harmful = [q for b in self.training_prompts() for q in (b.query(), *rephrase(b, self.phrasings))]
-        harmful += list(blunt_harmful()[: self.blunt])
+        harmful += BLUNT[: self.blunt]
         return harmful + [b.query() for b in self.benign.load()[: self.n_benign] + self.lookalike_prompts()]
 
     def refusal_examples(self) -> list[Example]:
@@ -98,7 +101,7 @@ class SafetySFT(Defense):
             out += [Example(messages=(Message(role="user", content=q),), response=refusal_for(q, refusals), kind="rephrased")
                     for q in rephrase(b, self.phrasings)]
         out += [Example(messages=(Message(role="user", content=q),), response=refusal_for(q, refusals), kind="blunt")
-                for q in blunt_harmful()[: self.blunt]]
+                for q in BLUNT[: self.blunt]]
         return out
 
     def lookalike_prompts(self) -> list[Behavior]:
@@ -115,9 +118,9 @@ class SafetySFT(Defense):
         writing = [Behavior(id=f"{b.id}:writing", prompt=writing_lookalike(b), label="benign", source="writing")
                    for b in trained[max(0, len(trained) - self.writing):]]
         borderline = [Behavior(id=f"borderline-{i}", prompt=p, label="benign", source="borderline")
-                      for i, p in enumerate(borderline_benign()[: self.borderline])]
+                      for i, p in enumerate(BORDERLINE[: self.borderline])]
         everyday = [Behavior(id=f"everyday-{i}", prompt=p, label="benign", source="everyday")
-                    for i, p in enumerate(everyday_questions()[: self.everyday])]
+                    for i, p in enumerate(EVERYDAY[: self.everyday])]
         return contrast + safe + wrapped + writing + borderline + everyday
 
     def utility_examples(self, model: Model, weight: float = 1.0) -> list[Example]:

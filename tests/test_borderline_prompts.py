@@ -32,10 +32,10 @@ def test_lists_are_stable_distinct_and_start_with_every_kind():
     assert len(set(benign)) == len(benign) >= 100 and len(set(harmful)) == len(harmful) >= 100
     assert not set(benign) & set(harmful)
     # any prefix covers every kind (a recipe that takes the first n still sees definitions, history, fiction, ...)
-    assert {"What is", "Why did", "Write a", "How do I"} <= {p[:7].rstrip() for p in benign[:12]} | {
-        p[:8].rstrip() for p in benign[:12]}
-    assert any("inferior" in p or "humiliates" in p or "shouldn't" in p or "speech" in p or "criminals" in p
-               or "neighborhood" in p for p in harmful[:6])
+    for start in ("What is", "What happened", "Write ", "How do I kill", "What are the arguments", "Create "):
+        assert any(p.startswith(start) for p in benign[:12]), start
+    kinds = ("seriously injure", "kidnap", "inferior", "naturally", "email account", "track where")
+    assert sum(any(k in p for k in kinds) for p in harmful[:8]) >= 4  # violence, demeaning, private data interleaved
 
 
 def test_dev_sets_are_far_from_training_prompts():
