@@ -107,3 +107,29 @@ def test_contrast_recipe_trains_under_its_own_key(tiny, data_dir, canned):
     assert model.name == "tiny-aligned-contrast" and log["kinds"][AVOID_REFUSAL] == 5 and log["objective"]["objective"] == "unlikelihood"
     plain = SafetySFT(**{k: getattr(recipe, k) for k in SafetySFT.Settings.model_fields})
     assert plain.describe()["defense"] == "safety_sft" and "avoid_refusal" not in plain.describe()
+
+
+def test_trigger_twins_share_the_harmful_requests_templates_and_wrappers(data_dir):
+    from defenses.safety_phrasings import rephrase, slots
+
+    recipe = ContrastSafetySFT(harmful=HarmBench(data_dir=data_dir, functional=["standard"]), benign=AlpacaEval(data_dir=data_dir),
+                               n_harmful=30, n_benign=4, phrasings=2, twins=True)
+    assert not contrast(data_dir).twin_prompts()  # off by default
+    twins = {t.id: t.prompt for t in recipe.twin_prompts()}
+    harmful = recipe.training_prompts()
+    assert len(twins) == 3 * len(harmful) and set(twins.values()).isdisjoint(recipe.harmful_queries())
+    assert {t.id for t in recipe.twin_prompts()} <= {b.id for b in recipe.lookalike_prompts()}  # answered, recorded
+
+    def swap(text: str, old: str, new: str) -> str:
+        o, n = slots(old), slots(new)
+        for a, b in ((o["req"], n["req"]), (o["lc"], n["lc"]), (o["lc"][:1].upper() + o["lc"][1:], n["lc"][:1].upper() + n["lc"][1:])):
+            text = text.replace(a, b)
+        return text
+
+    plain = [b for b in harmful if "vp" not in slots(b.prompt) and "ger" not in slots(b.prompt)]
+    assert len(plain) >= 10
+    for b in plain:
+        twin = twins[f"{b.id}:twin"]
+        assert [swap(q, b.prompt, twin) for q in rephrase(b, 2)] == [twins[f"{b.id}:twin-{j}"] for j in range(2)]
+    steps = [b for b in harmful if "vp" in slots(b.prompt) or "ger" in slots(b.prompt)]
+    assert all(twins[f"{b.id}:twin"].startswith("Give detailed step-by-step instructions for how to ") for b in steps)
