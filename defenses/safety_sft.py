@@ -32,7 +32,7 @@ from harness.settings import Named, Settings
 from harness.training import Example, TrainKey, TrainSettings, train
 from harness.types import Behavior, Message
 
-LOOKALIKE_KINDS = ("lookalike", "safe_lookalike", "wrapped", "writing", "borderline", "everyday")
+LOOKALIKE_KINDS = ("lookalike", "safe_lookalike", "wrapped", "writing", "borderline", "everyday", "twin")
 Names = PlainSerializer(lambda v: [b.name for b in v], when_used="always")  # benchmarks by their names
 BORDERLINE, EVERYDAY, BLUNT = borderline_benign(), everyday_questions(), blunt_harmful()
 

@@ -68,6 +68,19 @@ def test_the_readmes_broad_recipe_and_backdoor_commands_compose(tmp_path):
     assert list(backdoor.attacks) == ["backdoor", "benign_gsm8k"] and backdoor.steps_attack is None
     with pytest.raises(Exception, match="driver.reference='aligned' is not a system"):
         driver("experiment=generalization", "~driver.systems.aligned", tmp_path=tmp_path)
+    # the dev-set levers ("Nor does a contrastive objective, ...")
+    recipe = "driver.systems.aligned.model.recipe"
+    contrast = driver("experiment=generalization_dev", "model@driver.systems.aligned.model=smollm2-aligned-contrast",
+                      tmp_path=tmp_path).systems["aligned"][0].recipe
+    assert contrast.name == "safety_sft_contrast" and contrast.avoid_refusal and not contrast.twins
+    twins = driver("experiment=generalization_dev", "model@driver.systems.aligned.model=smollm2-aligned-contrast",
+                   f"{recipe}.twins=true", f"{recipe}.avoid_refusal=false", tmp_path=tmp_path).systems["aligned"][0].recipe
+    assert twins.twins and not twins.avoid_refusal
+    longer = driver("experiment=generalization_dev", f"{recipe}.train.epochs=4", tmp_path=tmp_path).systems["aligned"][0]
+    assert longer.name == "smollm2-aligned" and longer.recipe.train.epochs == 4
+    broad = driver("experiment=generalization_dev", "model@driver.systems.aligned.model=smollm2-aligned-broad",
+                   f"{recipe}.train.epochs=4", tmp_path=tmp_path).systems["aligned"][0].recipe
+    assert broad.describe()["blunt"]["n"] == 160 and broad.train.epochs == 4
 
 
 def test_a_plugin_the_config_does_not_name_comes_from_its_option_also_inside_a_running_hydra():
