@@ -26,13 +26,13 @@ from pydantic import Field
 
 from defenses.borderline_prompts import EVERYDAY
 from defenses.safety_phrasings import rephrase, slots
-from defenses.safety_sft import SafetySFT, SafetySFTSettings
+from defenses.safety_sft import SafetySFT, SafetySFTSettings, ask
 from defenses.unlikelihood import UnlikelihoodObjective
 from harness.answers import sampled_answers
 from harness.model import Model
 from harness.refusals import VARIED, refusal_for
 from harness.training import Example, train
-from harness.types import Behavior, Message
+from harness.types import Behavior
 
 AVOID_REFUSAL, AVOID_COMPLIANCE = "avoid_refusal", "avoid_compliance"
 # AlpacaEval requests that read as instructions (the harmful requests' form), one line, no question
@@ -83,14 +83,13 @@ class ContrastSafetySFT(SafetySFT):
     def negative_examples(self, model: Model) -> list[Example]:
         out = []
         if self.avoid_refusal:
-            out += [Example(messages=(Message(role="user", content=b.query()),), response=refusal_for(b.query(), VARIED),
-                            ends=False, kind=AVOID_REFUSAL) for b in self.lookalike_prompts()]
+            out += [Example(messages=ask(b), response=refusal_for(b.query(), VARIED), ends=False, kind=AVOID_REFUSAL)
+                    for b in self.lookalike_prompts()]
         if self.avoid_compliance:
             harmful = [Behavior(id=f"harmful-{i}", prompt=q, label="harmful", source="training")
                        for i, q in enumerate(self.harmful_queries())]
             answers = sampled_answers(model, harmful, max_tokens=self.avoid_tokens)
-            out += [answers[b.id].example((Message(role="user", content=b.prompt),), kind=AVOID_COMPLIANCE)
-                    for b in harmful if b.id in answers]
+            out += [answers[b.id].example(ask(b), kind=AVOID_COMPLIANCE) for b in harmful if b.id in answers]
         return out
 
     def harmful_queries(self) -> list[str]:
