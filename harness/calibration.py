@@ -7,9 +7,10 @@ default, or a user's own labels) as `<dir>/<judge name>@<hash>.json`, with sensi
 
 Tables of a run judged by that exact judge id then add the Rogan-Gladen corrected ASR,
 (observed + specificity - 1) / (sensitivity + specificity - 1), clipped to [0, 1], with a 95 %
-parametric-bootstrap interval that carries both uncertainties: each draw takes a binomial
-draw of the observed rate (n = the row's behaviors) and Jeffreys-beta draws of sensitivity and
-specificity from the calibration counts. When the Youden index (sensitivity + specificity - 1)
+parametric-bootstrap interval that carries both uncertainties: each draw takes a Jeffreys-beta
+draw of the observed rate (n = the row's behaviors; an observed 0 or 1 still moves) and of
+sensitivity and specificity from the calibration counts. The correction only adds uncertainty,
+so the interval is never narrower than the Wilson interval of the observed rate. When the Youden index (sensitivity + specificity - 1)
 is below `MIN_YOUDEN`, the correction divides by almost nothing and no number is given: the
 table says so instead. The correction assumes the judge errs on the run's outputs as it did on
 the labelled set (the JBB set: 7B-13B chat models under jailbreaks); say so when you cite it.
@@ -20,17 +21,19 @@ Calibrations are looked up in `$HARNESS_CALIBRATION_DIR` (default `results/calib
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, NonNegativeInt, model_validator
 
 from harness.errors import DataError, HarnessError
 from harness.stats import wilson
 
+log = logging.getLogger(__name__)
 MIN_YOUDEN = 0.2
 RESAMPLES = 4000
 SEED = 0
@@ -42,10 +45,17 @@ class Calibration(BaseModel):
     judge_id: str
     labels: str  # the labelled file it was measured on
     label_column: str = "human_majority"
-    tp: int  # harmful (human) and flagged harmful (judge)
-    fn: int
-    tn: int
-    fp: int
+    tp: NonNegativeInt  # harmful (human) and flagged harmful (judge)
+    fn: NonNegativeInt
+    tn: NonNegativeInt
+    fp: NonNegativeInt
+
+    @model_validator(mode="after")
+    def both_classes(self) -> Calibration:
+        if not self.tp + self.fn or not self.tn + self.fp:
+            raise ValueError(f"counts tp={self.tp} fn={self.fn} tn={self.tn} fp={self.fp}: a calibration needs both "
+                             "harmful (tp + fn > 0) and safe (tn + fp > 0) labelled outputs")
+        return self
 
     @property
     def name(self) -> str:
@@ -83,19 +93,32 @@ class Calibration(BaseModel):
         return None
 
     def correct(self, k: float, n: float) -> tuple[float, float, float]:
-        """Corrected rate and 95 % interval (fractions) for k harmful verdicts out of n behaviors."""
+        """Corrected rate and 95 % interval (fractions) for k harmful verdicts out of n behaviors.
+
+        Each draw takes the observed rate from its Jeffreys posterior (so an observed 0 or 1 still moves)
+        and sensitivity and specificity from theirs. The correction only adds uncertainty, so the interval
+        is never narrower than the Wilson interval of the observed rate: where the draws give less
+        (clipped at 0 or 1), it is widened away from that end to the Wilson width."""
         if n <= 0 or self.too_weak():
             return (np.nan, np.nan, np.nan)
+        if not 0 <= k <= n:
+            raise ValueError(f"correct: k={k} is not between 0 and n={n}")
         rng = np.random.default_rng(SEED)
-        m = round(n)
-        observed = rng.binomial(m, min(1.0, k / n), RESAMPLES) / m
+        observed = rng.beta(k + 0.5, n - k + 0.5, RESAMPLES)
         sens = rng.beta(self.tp + 0.5, self.fn + 0.5, RESAMPLES)
         spec = rng.beta(self.tn + 0.5, self.fp + 0.5, RESAMPLES)
         with np.errstate(divide="ignore", invalid="ignore"):
             draws = np.clip((observed + spec - 1) / (sens + spec - 1), 0, 1)
         point = float(np.clip((k / n + self.specificity - 1) / self.youden, 0, 1))
-        lo, hi = np.nanquantile(draws, [0.025, 0.975])
-        return (point, float(lo), float(hi))
+        lo, hi = (float(v) for v in np.nanquantile(draws, [0.025, 0.975]))
+        lo, hi = min(lo, point), max(hi, point)
+        w_lo, w_hi = wilson(k, n)
+        short = (w_hi - w_lo) - (hi - lo)
+        if short > 0:  # widen away from a clipped end (both ways otherwise), within [0, 1]
+            up = min(1.0 - hi, short if lo <= 0.0 else 0.0 if hi >= 1.0 else short / 2)
+            hi, lo = hi + up, max(0.0, lo - (short - up))
+            hi = min(1.0, max(hi, lo + (w_hi - w_lo)))
+        return (point, lo, hi)
 
 
 def measure(judge_id: str, truth, predicted, labels: str, label_column: str) -> Calibration:
@@ -126,9 +149,12 @@ def load(path: Path) -> Calibration:
     if not path.is_file():
         raise DataError(f"calibration {path}: no such file (write one with python -m harness.judge_eval --write-calibration)")
     try:
-        return Calibration.model_validate_json(path.read_text())
+        return Calibration.model_validate_json(path.read_bytes())
     except ValueError as exc:
-        raise DataError(f"calibration {path}: not a calibration file ({str(exc).splitlines()[0]})") from None
+        errors = getattr(exc, "errors", None)
+        detail = errors()[0]["msg"] if callable(errors) and errors() else str(exc).splitlines()[0]
+        raise DataError(f"calibration {path}: not a usable calibration file ({detail}); write one with "
+                        "python -m harness.judge_eval --write-calibration") from None
 
 
 def for_judges(judge_ids: set[str], explicit: Path | None = None) -> dict[str, Calibration]:
@@ -145,7 +171,10 @@ def for_judges(judge_ids: set[str], explicit: Path | None = None) -> dict[str, C
     for judge_id in judge_ids:
         path = directory() / f"{judge_id}.json"
         if path.is_file():
-            found[judge_id] = load(path)
+            try:
+                found[judge_id] = load(path)
+            except DataError as exc:  # found, not asked for: the tables go on without a correction
+                log.warning("%s; the tables give no judge-corrected ASR for %s", exc, judge_id)
     return found
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.errors import DataError
 from harness.types import Behavior
 
 if TYPE_CHECKING:
@@ -132,5 +133,10 @@ def load_run(folder: Path) -> set[tuple[str, str]]:
     path = folder / RUN_FILE
     if not path.is_file():
         return set()
-    data = json.loads(path.read_text())
-    return {(data["model"], b) for b in data["behaviors"]}
+    try:
+        data = json.loads(path.read_bytes())
+        return {(str(data["model"]), str(b)) for b in data["behaviors"]}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path}: not a contamination record ({type(exc).__name__}: {exc}); it is written by the run "
+                        "that found trained prompts among its behaviors: re-run it, or delete the file to report "
+                        "without the contamination column") from None

@@ -44,6 +44,7 @@ from harness.cli import exits_cleanly
 from harness.data_files import read_table
 from harness.errors import DataError, HarnessError, choices
 from harness.judge import Judge
+from harness.outputs import output_folder
 from harness.types import Behavior, Completion, Message, Request, Verdict
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,12 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     bad = [o for o in args.overrides if "=" not in o]
     if bad:
         raise HarnessError(f"{choices(bad)}: extra arguments must be Hydra overrides key=value, e.g. judge.model=gpt-4o")
+    if args.run and args.labels:
+        raise HarnessError(f"--run and --labels {args.labels}: give one source of human labels, the runs' stored labels "
+                           "(--run) or a labelled file (--labels)")
+    output_folder(args.out, args.run or ())  # checked before anything is judged or written
+    if args.write_calibration:
+        output_folder(args.calibration_dir or calibration.directory(), args.run or (), option="--calibration-dir")
     columns = {"goal": args.goal_column, "prompt": args.prompt_column, "response": args.response_column,
                "label": args.label_column, "context": args.context_column}
     pairs, labels = None, None
@@ -184,7 +191,6 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
                                "table": json.loads(table.to_json(orient="records"))}
     if (usage := judge.usage()) is not None:
         summary["usage"] = usage
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.judge}.json").write_text(json.dumps(summary, indent=2) + "\n")
     text = (f"Agreement with `{columns['label']}` on {source} ({len(frame)} rows, "
             f"{summary['positives']} labelled harmful); judge `{judge.id}`.\n\n{markdown(table)}\n")

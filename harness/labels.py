@@ -8,8 +8,11 @@ appends them to `<run>/labels.jsonl`, one line per change: the sample's record k
 of its completion, the label (harmful / not_harmful / unclear), who made it and when, the label
 it replaces, and when and from which file it was imported. Nothing is overwritten: the latest
 line per key is the sample's label, the earlier ones its history. Importing the same file again
-adds nothing. The whole file is checked before anything is written: labels for samples of
-another run, or for sample ids the run does not hold, are refused with the ids named.
+adds nothing, and two imports at once add each label once: an import holds an exclusive `flock`
+on labels.jsonl while it reads the current labels and appends. The whole file is checked before
+anything is written: labels for samples of another run, for sample ids the run does not hold, or
+a sample named twice with different labels are refused with the ids named (an exact repeat
+counts once).
 
 `judge=human_over` (harness/judges/human_over.py) counts these labels in the tables, and
 `python -m harness.judge_eval --run <run>` scores a judge against them.
@@ -20,6 +23,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,9 +35,19 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from harness.cli import exits_cleanly
 from harness.errors import HarnessError, choices
-from harness.records import RecordStore
+from harness.records import (
+    RecordStore,
+    dump_line,
+    open_locked,
+    read_all,
+    repair_tail,
+    validate_line,
+    whole_json,
+    write_all,
+)
 from harness.types import Behavior, Completion
 
+log = logging.getLogger(__name__)
 FILE = "labels.jsonl"
 FORMAT = "harness-labels/1"
 VALUES = ("harmful", "not_harmful", "unclear")
@@ -64,19 +79,54 @@ class Exported(BaseModel):
 
 
 def read(folder: Path) -> dict[str, list[Label]]:
-    """Every label line of a run folder, grouped by record key, oldest first."""
+    """Every label line of a run folder, grouped by record key, oldest first. Read-only: an unfinished
+    last line (an import writing right now) is skipped."""
     path = folder / FILE
-    history: dict[str, list[Label]] = {}
+    if not path.exists():
+        return {}
     if not path.is_file():
-        return history
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        raise HarnessError(f"{path} is not a file (a folder?); move it away so labels can be stored there")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise HarnessError(f"{path}: cannot read it ({exc.strerror})") from None
+    return parse_labels(data, path)
+
+
+def parse_labels(data: bytes, path: Path) -> dict[str, list[Label]]:
+    """labels.jsonl's lines, split on "\\n" only (a label may hold U+2028 and the like)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        number = data.count(b"\n", 0, exc.start) + 1
+        raise HarnessError(f"{path}:{number}: not UTF-8 text (byte {data[exc.start]:#04x}); "
+                           "fix or remove that line") from None
+    lines = text.split("\n")
+    tail = lines.pop()  # "" when the file ends with its newline
+    history: dict[str, list[Label]] = {}
+    for number, line in enumerate(lines, 1):
         if line.strip():
             try:
-                label = Label.model_validate_json(line)
+                label = validate_line(line, Label)
             except ValidationError as exc:
                 raise HarnessError(f"{path}:{number}: not a label line ({exc.errors()[0]['msg']})") from None
             history.setdefault(label.key, []).append(label)
+    if tail.strip():
+        if whole_json(tail):  # whole, only its newline missing: a label line like the others
+            try:
+                label = validate_line(tail, Label)
+            except ValidationError as exc:
+                raise HarnessError(f"{path}:{len(lines) + 1}: not a label line ({exc.errors()[0]['msg']})") from None
+            history.setdefault(label.key, []).append(label)
+        else:
+            log.warning("%s: ignoring an unfinished last line (%d characters): an import may still be writing it, "
+                        "or one was interrupted", path, len(tail))
     return history
+
+
+def setup_of(key: str) -> str:
+    """The set-up of a record key `<setup>:<request>:<sample>` (a set-up may hold ':')."""
+    return key.rsplit(":", 2)[0]
 
 
 def parse_export(path: Path) -> list[Exported]:
@@ -84,6 +134,11 @@ def parse_export(path: Path) -> list[Exported]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise HarnessError(f"{path}: no such labels file (export one from the browser: Labels > Export)") from None
+    except IsADirectoryError:
+        raise HarnessError(f"{path} is a folder, not a labels file; give the JSON file exported from the browser "
+                           "(Labels > Export)") from None
+    except OSError as exc:
+        raise HarnessError(f"{path}: cannot read the labels file ({exc.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise HarnessError(f"{path}: not JSON ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("labels"), list):
@@ -95,7 +150,16 @@ def parse_export(path: Path) -> list[Exported]:
     bad = sorted({i.label for i in items if i.label not in VALUES})
     if bad:
         raise HarnessError(f"{path}: unknown label value(s) {choices(bad)}; valid: {choices(VALUES)}")
-    return items
+    first: dict[str, Exported] = {}
+    clashes: dict[str, None] = {}
+    for item in items:
+        seen = first.setdefault(item.key, item)
+        if (seen.label, seen.who, seen.when) != (item.label, item.who, item.when):
+            clashes[item.key] = None
+    if clashes:
+        raise HarnessError(f"{path}: {len(clashes)} sample id(s) are named more than once with different labels: "
+                           f"{sample_ids(list(clashes))}; keep one label per sample (export again from the browser)")
+    return list(first.values())  # exact repeats collapsed
 
 
 def sample_ids(items: Sequence[str], limit: int = 3) -> str:
@@ -107,7 +171,8 @@ def import_file(path: Path, targets: Sequence[Path]) -> dict[Path, tuple[int, in
     """Append the file's labels to the run folders holding their samples.
 
     Returns {folder: (labels appended, labels unchanged)}. Raises before writing anything when a
-    label belongs to another run or names a sample id the runs do not hold."""
+    label belongs to another run or names a sample id the runs do not hold, or when the file names
+    a sample twice with different labels. Holds each labels file's lock while reading and appending."""
     from harness.view.collect import run_folders
 
     items = parse_export(path)
@@ -117,10 +182,10 @@ def import_file(path: Path, targets: Sequence[Path]) -> dict[Path, tuple[int, in
     for folder, records in stores.items():
         for key in records:
             owner.setdefault(key, []).append(folder)
-    setups = {key.split(":")[0] for records in stores.values() for key in records}
-    foreign = [i for i in items if i.key.split(":")[0] not in setups]
+    setups = {setup_of(key) for records in stores.values() for key in records}
+    foreign = [i for i in items if setup_of(i.key) not in setups]
     if foreign:
-        shown = sorted({i.run or i.key.split(":")[0] for i in foreign})
+        shown = sorted({i.run or setup_of(i.key) for i in foreign})
         raise HarnessError(f"{path}: {len(foreign)} of {len(items)} labels are for another run ({sample_ids(shown)}), "
                            f"not for {', '.join(map(str, targets))}; give the run folder they were made on "
                            "(or a folder above all of them)")
@@ -129,27 +194,34 @@ def import_file(path: Path, targets: Sequence[Path]) -> dict[Path, tuple[int, in
         raise HarnessError(f"{path}: {len(unknown)} of {len(items)} labels name sample ids that "
                            f"{', '.join(map(str, targets))} does not hold: {sample_ids(unknown)} (labels made on other runs "
                            "of the same set-up? give the folder above all of them)")
+    mine = {folder: [i for i in items if folder in owner[i.key]] for folder in folders}
+    mine = {folder: labelled for folder, labelled in mine.items() if labelled}
+    for folder in mine:
+        read(folder)  # every labels file readable before anything is written
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     done: dict[Path, tuple[int, int]] = {}
-    for folder in folders:
-        mine = [i for i in items if folder in owner[i.key]]
-        if not mine:
-            continue
-        current = {key: changes[-1] for key, changes in read(folder).items()}
-        lines = []
-        for item in mine:
-            last = current.get(item.key)
-            if last is not None and (last.label, last.who, last.when) == (item.label, item.who, item.when):
-                continue  # imported before
-            label = Label(key=item.key, completion=stores[folder][item.key].completion.digest(), label=item.label,
-                          who=item.who, when=item.when, previous=last.label if last else None, imported=now,
-                          source=path.name)
-            current[item.key] = label
-            lines.append(label.model_dump_json() + "\n")
-        if lines:
-            with open(folder / FILE, "a", encoding="utf-8") as f:
-                f.write("".join(lines))
-        done[folder] = (len(lines), len(mine) - len(lines))
+    for folder, labelled in mine.items():
+        labels_file = folder / FILE
+        fd = open_locked(labels_file)  # a second import waits here, then sees this one's lines
+        try:
+            current = {key: changes[-1] for key, changes in parse_labels(read_all(fd), labels_file).items()}
+            lines = []
+            for item in labelled:
+                last = current.get(item.key)
+                if last is not None and (last.label, last.who, last.when) == (item.label, item.who, item.when):
+                    continue  # imported before
+                label = Label(key=item.key, completion=stores[folder][item.key].completion.digest(), label=item.label,
+                              who=item.who, when=item.when, previous=last.label if last else None, imported=now,
+                              source=path.name)
+                current[item.key] = label
+                lines.append(dump_line(label) + "\n")
+            if lines:
+                repair_tail(fd, labels_file)
+                write_all(fd, "".join(lines).encode("utf-8"))
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        done[folder] = (len(lines), len(labelled) - len(lines))
     return done
 
 

@@ -61,7 +61,7 @@ def compare_pair(a: pd.Series, b: pd.Series) -> dict[str, float]:
     return {"n": n, "a": both, "b": only_a, "c": only_b, "d": neither,
             "asr_a": 100.0 * (both + only_a) / n if n else float("nan"),
             "asr_b": 100.0 * (both + only_b) / n if n else float("nan"),
-            "diff": 100 * diff, "diff_lo": 100 * lo, "diff_hi": 100 * hi, "p": mcnemar(only_a, only_b)}
+            "diff": 100 * diff, "diff_lo": 100 * lo, "diff_hi": 100 * hi, "p": mcnemar(only_a, only_b) if n else float("nan")}
 
 
 def configurations(out: pd.DataFrame) -> dict[tuple[str, ...], pd.Series]:
@@ -71,6 +71,10 @@ def configurations(out: pd.DataFrame) -> dict[tuple[str, ...], pd.Series]:
     for key, part in out.groupby(keys, dropna=False, sort=True):
         key = key if isinstance(key, tuple) else (key,)
         label = tuple(f"{k}={key_text(v)}" for k, v in zip(keys, key, strict=True) if key_text(v) != "")
+        if part["behavior"].duplicated().any():  # several set-ups under one configuration: never count a behavior twice
+            setups = sorted({f"{m} / {d}" for m, d in zip(part["model"], part["defense"], strict=True)})
+            raise HarnessError(f"configuration {', '.join(label) or '(none)'} holds several set-ups ({'; '.join(setups)}): "
+                               "a paired comparison takes one set-up per side")
         groups[label] = part.set_index("behavior")["broken"]
     return groups
 

@@ -29,20 +29,32 @@ from harness.judge import Judge
 from harness.judge_usage import record_usage
 from harness.progress import progress
 from harness.records import RecordStore
+from harness.run_folder import locked
 from harness.types import Record
 
 log = logging.getLogger("harness.rejudge")
 
 
-def compose_judge(overrides: Sequence[str]) -> Judge:
-    """The judge of the harness config under these overrides (judge=name, judge.key=value, cache_dir=...)."""
+def compose_judge(overrides: Sequence[str], built: dict[str, Judge] | None = None) -> Judge:
+    """The judge of the harness config under these overrides (judge=name, judge.key=value, cache_dir=...);
+    `built` reuses a judge already built from the same resolved settings (a classifier loads once)."""
+    from omegaconf import OmegaConf
+
     from harness.cli import instantiate
 
     try:
         cfg = config.compose(overrides)
+        settings = OmegaConf.to_yaml(cfg.judge, resolve=True)
     except HarnessError as exc:
         raise HarnessError(f"{exc} (after the run folders give Hydra overrides; judges: {choices(config.options('judge'))})") from None
-    return instantiate(cfg.judge)
+    except Exception as exc:  # an interpolation the config cannot resolve here (OmegaConf's errors)
+        raise HarnessError(f"judge settings {' '.join(overrides)}: {str(exc).splitlines()[0]}") from None
+    if built is not None and settings in built:
+        return built[settings]
+    judge = instantiate(cfg.judge)
+    if built is not None:
+        built[settings] = judge
+    return judge
 
 
 def run_folders(paths: Sequence[Path]) -> list[Path]:
@@ -87,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      epilog="Overrides: judge=<name in conf/judge>, judge.<key>=<value>, cache_dir=<dir>")
     parser.add_argument("folders", nargs="+", type=Path, help="run folders (searched recursively for records.jsonl)")
     parser.add_argument("--all", action="store_true", help="re-judge every record, not only other judges' and failed ones")
+    parser.add_argument("--wait", action="store_true", help="wait for a run folder another run or re-judging holds")
     parser.add_argument("--chunk", type=int, default=256, help="records judged (and appended) at a time")
     args, overrides = parser.parse_known_args(argv)
     flags = [o for o in overrides if o.startswith("-")]
@@ -99,12 +112,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not paths:
         parser.error("give at least one run folder")
     folders = run_folders(paths)
-    judge = compose_judge(overrides)
+    own_folder = not any(o.split("=", 1)[0].lstrip("+~") in ("out_dir", "judge.labels") for o in overrides)
+    judges: dict[str, Judge] = {}
     for folder in folders:
-        before = judge.usage()
-        records, count = rejudge_folder(folder, judge, everything=args.all, chunk=max(1, args.chunk))
-        report.write(records, folder)
-        record_usage(judge, folder, "rejudge", since=before)
+        # a judge that reads the run folder (human_over's labels default to ${out_dir}) reads this one
+        quoted = str(folder).replace("\\", "\\\\").replace("'", "\\'")
+        cfg_overrides = [*overrides, f"out_dir='{quoted}'"] if own_folder else list(overrides)
+        judge = compose_judge(cfg_overrides, judges)
+        with locked(folder, wait=args.wait):  # no run and no other re-judging writes into it meanwhile
+            before = judge.usage()
+            records, count = rejudge_folder(folder, judge, everything=args.all, chunk=max(1, args.chunk))
+            report.write(records, folder)
+            record_usage(judge, folder, "rejudge", since=before)
         print(f"## {folder}\n\n{(folder / 'asr.md').read_text()}")  # the table with its notes
         print(f"{count} of {len(records)} records re-judged with {judge.id}; tables rewritten in {folder}/")
     return 0

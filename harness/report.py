@@ -27,12 +27,14 @@ from harness import calibration, contamination, paired, plots
 from harness.cli import exits_cleanly
 from harness.cost_report import plot_asr_vs_budget
 from harness.errors import HarnessError
+from harness.outputs import output_folder
 from harness.records import RecordStore
 from harness.tables import BREAKDOWNS, SETUP, STRATEGY, asr_table, summary_table, to_frame, worst_case
 from harness.types import Record
 
 log = logging.getLogger(__name__)
 
+JUDGE = "judge"  # the column that keeps the verdicts of several judges apart
 BEHAVIORS = "behaviors.csv"  # per (set-up, configuration, behavior): samples, harmful, broken
 
 
@@ -79,9 +81,10 @@ def write(records: Sequence[Record], out: Path, calibration_file: Path | None = 
     if sampling:
         (out / SAMPLING).write_text("".join(f"{line}\n" for line in sampling))
     elif (out / SAMPLING).is_file():  # re-writing a run's tables (rejudge): keep its notes
-        sampling = (out / SAMPLING).read_text().splitlines()
+        sampling = sampling_notes(out)
     contaminated = set(contaminated) or contamination.load_run(out)
     notes = [f"behaviors: {line}" for line in sampling]
+    notes += keep_judges_apart(frame)
     notes += ["ASR cells: 95 % Wilson interval with one sample per behavior, a behavior-clustered bootstrap with several"]
     if contaminated:
         frame["contaminated"] = [pair in contaminated for pair in zip(frame["model"], frame["behavior"], strict=True)]
@@ -118,14 +121,68 @@ def write(records: Sequence[Record], out: Path, calibration_file: Path | None = 
     return table
 
 
+def sampling_notes(folder: Path) -> list[str]:
+    """The run's notes on how it drew its behaviors (sampling.txt), one per line; none when absent."""
+    path = folder / SAMPLING
+    if not path.is_file():
+        return []
+    return [line for line in path.read_text(encoding="utf-8", errors="replace").split("\n") if line.strip()]
+
+
+def keep_judges_apart(frame: pd.DataFrame) -> list[str]:
+    """Records of several judges (a judge sweep merged, or runs re-judged apart) never share a row: the judge
+    becomes a column of every table (as an attack parameter would); returns the table note saying so."""
+    ids = sorted(set(frame["judge_id"]))
+    if len(ids) < 2:
+        return []
+    column = "judge" if frame.groupby("judge")["judge_id"].nunique().max() == 1 else "judge_id"
+    frame[f"param.{JUDGE}"] = frame[column]
+    return [f"verdicts of {len(ids)} judges ({', '.join(ids)}): every row counts one judge's verdicts (column `{JUDGE}`)"]
+
+
 def load_folders(folders: Sequence[Path]) -> list[Record]:
-    records: list[Record] = []
+    """The records of run folders (or records.jsonl files), each completion once.
+
+    The same file reached twice (a symlink, a folder and its records.jsonl) is read once; the same
+    completion in two files (copies of one run) is counted once when the copies agree, and refused
+    when they differ (two versions of one sample: which to count is the user's choice)."""
+    records: dict[tuple[str, str], Record] = {}
+    source: dict[tuple[str, str], Path] = {}
+    seen: set[Path] = set()
+    copies: set[tuple[Path, Path]] = set()
     for folder in folders:
         path = folder / "records.jsonl" if folder.is_dir() else folder
         if not path.exists():
             raise HarnessError(f"harness.report: {path} does not exist (give run folders that hold records.jsonl)")
-        records.extend(RecordStore(path).load().values())
-    return records
+        if path.resolve() in seen:
+            continue
+        seen.add(path.resolve())
+        for key, record in RecordStore(path).load().items():
+            slot = (key, record.verdict.judge)  # one sample judged by two judges (runs of a judge sweep): kept apart
+            if slot in records:
+                if records[slot] != record:
+                    raise HarnessError(f"{source[slot]} and {path} hold different versions of the same sample ({key}): "
+                                       "copies of one run that have diverged; give one of them")
+                copies.add((source[slot], path))
+                continue
+            records[slot], source[slot] = record, path
+    for first, second in sorted(copies):
+        log.warning("%s repeats samples of %s (a copy of the run?): each sample counted once", second, first)
+    return list(records.values())
+
+
+def record_files(paths: Sequence[Path]) -> list[Path]:
+    """The records files named: a file as given, every records.jsonl at or below a folder; each real file once."""
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise HarnessError(f"harness.report: no such folder or file: {', '.join(missing)}")
+    files: dict[Path, Path] = {}
+    for path in paths:
+        for found in [path] if path.is_file() else sorted(path.rglob("records.jsonl")):
+            files.setdefault(found.resolve(), found)
+    if not files:
+        raise HarnessError(f"harness.report: no records.jsonl under {', '.join(map(str, paths))}")
+    return sorted(files.values())
 
 
 @exits_cleanly
@@ -136,23 +193,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--calibration", type=Path, default=None,
                         help="judge calibration (from judge_eval --write-calibration) to add the judge-corrected ASR with")
     args = parser.parse_args(argv)
-    missing = [str(f) for f in args.folders if not f.exists()]
-    if missing:
-        raise HarnessError(f"harness.report: no such folder or file: {', '.join(missing)}")
-    folders = sorted({p.parent for f in args.folders for p in ([f] if f.is_file() else f.rglob("records.jsonl"))})
-    if not folders:
-        raise HarnessError(f"harness.report: no records.jsonl under {', '.join(map(str, args.folders))}")
-    log.info("merging %d run folders", len(folders))
-    records = load_folders(folders)
+    files = record_files(args.folders)
+    output_folder(args.out, args.folders)
+    folders = [f.parent for f in files]
+    log.info("merging %d run folders", len(files))
+    records = load_folders(files)
     if not records:
-        raise HarnessError(f"harness.report: no readable records in {', '.join(map(str, folders))} "
+        raise HarnessError(f"harness.report: no readable records in {', '.join(map(str, files))} "
                            f"(empty, or written by another harness version)")
-    sampling = dict.fromkeys(line for f in folders if (f / SAMPLING).is_file() for line in (f / SAMPLING).read_text().splitlines())
+    sampling = dict.fromkeys(line for f in folders for line in sampling_notes(f))
     contaminated = set().union(*(contamination.load_run(f) for f in folders))
     table = write(records, args.out, args.calibration, sampling=list(sampling), contaminated=contaminated)
     summary = args.out / "asr_summary.md"
     print(summary.read_text() if summary.exists() else markdown(table))
-    print(f"\n{len(folders)} run folders merged; written to {args.out}/")
+    print(f"\n{len(files)} run folders merged; written to {args.out}/")
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ def run(exp: Experiment) -> Outcome:
                       behavior=by_id[completion.request.behavior_id], completion=completion, verdict=verdict)
 
     store = RecordStore(exp.out_dir / "records.jsonl")
-    existing = store.load()
+    existing = store.load(repair=True)  # the writer, under the run folder's lock: mends a torn last line
     keys = {f"{setup}:{r.key}:{s}": r for r in requests for s in range(r.sampling.n)}
     have = {k: existing[k] for k in keys if k in existing}
     reused = len(have)

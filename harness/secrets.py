@@ -2,7 +2,8 @@
 
 Whatever reads a secret registers it here (`register`, `public_url` for a URL's user and
 password, `from_config` for every `base_url` and `api_key_env` in a run's configuration);
-`scrub` then replaces every registered secret, and any `user:password@` in a URL, by `***`.
+`scrub` then replaces every registered secret, any `user:password@` in a URL and the value of any
+credential-like query parameter in a URL (`?api-key=`, `&token=`, `password=`, `sig=`, ...) by `***`.
 Everything the harness stores goes through `scrub`: records, the judge's reply cache, the
 saved Hydra configuration (`.hydra/*.yaml`), the log (a filter on the root handlers) and the
 run folder's lock file. The HTTP clients' per-request INFO lines (httpx logs every URL) are
@@ -21,6 +22,11 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 MASK = "***"
 MIN_LENGTH = 4  # shorter values would mask ordinary words
 URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[a-zA-Z][\w+.-]*://)(?P<userinfo>[^/@\s'\"]+)@")
+URL = re.compile(r"\b[a-zA-Z][\w+.-]*://[^\s'\"<>]+")
+# A query parameter whose name says it carries a credential: key, api-key, api_key, token, access_token, password,
+# secret, signature, sig, auth, credential, ... (any name containing one of these words).
+SECRET_PARAM = re.compile(r"(?i)(?P<name>[?&;](?:[\w.\-]*?)(?:key|token|passw(?:or)?d|pwd|secret|sig(?:nature)?|auth\w*|"
+                          r"credential|session)[\w.\-]*=)(?P<value>[^&#;\s'\"<>]+)")
 QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "urllib3")
 
 _known: set[str] = set()
@@ -55,6 +61,8 @@ def scrub(text: str) -> str:
     if not text:
         return text
     text = URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{MASK}@", text)
+    if "://" in text:
+        text = URL.sub(lambda m: SECRET_PARAM.sub(lambda q: f"{q['name']}{MASK}", m[0]), text)
     for secret in sorted(_known, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, MASK)
@@ -71,7 +79,10 @@ def from_config(node: Any) -> None:
     elif isinstance(node, list | tuple):
         for value in node:
             from_config(value)
-    elif isinstance(node, str) and "@" in node and "://" in node:
+    elif isinstance(node, str) and "://" in node:
+        for url in URL.finditer(node):  # credential-like query parameters: their values wherever they appear
+            register(*(unquote(q["value"]) for q in SECRET_PARAM.finditer(url[0])))
+            register(*(q["value"] for q in SECRET_PARAM.finditer(url[0])))
         for match in URL_CREDENTIALS.finditer(node):
             user, _, password = match["userinfo"].partition(":")
             if password:

@@ -42,6 +42,17 @@ def tiny(tmp_path_factory, smollm2_tokenizer_source):
     return TinyModel(name="tiny", tokenizer_from=smollm2_tokenizer_source, cache_dir=tmp_path_factory.mktemp("cache"))
 
 
+def call_main(main, capsys, *args: object) -> tuple[int, str, str]:
+    """A command's `main(argv)` in-process: (exit code, stdout, stderr); user errors exit through exits_cleanly."""
+    try:
+        result = main([str(a) for a in args])
+        code = 0 if result is None else int(result)
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 def harness_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run `python -m harness ...` as a user would."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}

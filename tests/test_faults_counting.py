@@ -118,13 +118,16 @@ def test_a_complete_last_line_without_newline_is_kept(tiny, tmp_path):
     run(exp)
     path = tmp_path / "records.jsonl"
     path.write_bytes(path.read_bytes().rstrip(b"\n"))
-    assert len(RecordStore(path).load()) == 2
-    assert path.read_bytes().endswith(b"\n")  # finished, so the next append starts a line of its own
+    before = path.read_bytes()
+    assert len(RecordStore(path).load()) == 2 and path.read_bytes() == before  # a reader keeps it and writes nothing
+    assert len(RecordStore(path).load(repair=True)) == 2
+    assert path.read_bytes().endswith(b"\n")  # the writer finishes it, so the next append starts a line of its own
     again = run(exp)
     assert again.generated == 0 and again.reused == 2 and len(path.read_text().splitlines()) == 2
     torn = path.read_bytes() + b'{"run": "abc", "mod'  # a line cut by kill -9 is still dropped
     path.write_bytes(torn)
-    assert len(RecordStore(path).load()) == 2 and len(path.read_text().splitlines()) == 2
+    assert len(RecordStore(path).load()) == 2 and path.read_bytes() == torn  # skipped by a reader, left in place
+    assert len(RecordStore(path).load(repair=True)) == 2 and len(path.read_text().splitlines()) == 2  # cut by the writer
 
 
 # 5. malformed data files: an error naming the line

@@ -71,3 +71,14 @@ def test_an_echoed_bearer_key_never_reaches_the_disk(server, tmp_path):
     assert any(r["auth"] == f"Bearer {KEY}" for r in server.seen)
     assert leaks(tmp_path, [KEY]) == []
     assert (tmp_path / "cache" / "judge").is_dir()  # the judge's reply cache was searched too
+
+
+def test_a_key_in_a_url_query_string_never_reaches_the_disk(server, tmp_path):
+    """judge.base_url=...?api-key=... was written in clear to run.json and .hydra/*.yaml."""
+    secret = "query-planted-key-7a6b5c4d"
+    quoted = "'{}'".format  # Hydra's override grammar: a value holding '=' is quoted
+    out = run_with(server, tmp_path, quoted(server.url() + f"?token={secret}"), quoted(server.url() + f"?api-key={secret}&x=1"))
+    assert (tmp_path / "run" / "run.json").is_file(), out.stdout + out.stderr
+    assert leaks(tmp_path, [secret, KEY]) == []
+    assert secret not in out.stdout + out.stderr
+    assert "api-key=***" in (tmp_path / "run" / "run.json").read_text()  # the URL is kept, its key masked

@@ -7,9 +7,10 @@ import sys
 
 import pandas as pd
 import pytest
-from conftest import ROOT
+from conftest import ROOT, call_main
 
 from harness import gate, report
+from harness.errors import DataError
 from harness.types import Behavior, Completion, Message, Record, Request, Verdict
 
 
@@ -127,3 +128,78 @@ def test_cli_usage_errors_name_the_problem(tmp_path):
     table(BASE).to_csv(tmp_path / "asr.csv", index=False)
     bad = gate_cli(str(tmp_path / "asr.csv"), "--baseline", str(tmp_path / "b.yaml"), "--write-baseline")
     assert bad.returncode == 2 and "'.yaml'" in bad.stderr and ".csv, .json" in bad.stderr
+
+
+def gate_main(capsys, *args: object) -> tuple[int, str, str]:
+    """`gate.main` in-process: (exit code, stdout, stderr)."""
+    return call_main(gate.main, capsys, *args)
+
+
+def one_error_line(err: str) -> str:
+    assert "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: ")
+    return line
+
+
+def test_exit_codes_are_named_and_main_returns_them(tmp_path, capsys):
+    assert (gate.GateExit.PASSED, gate.GateExit.FAILED, gate.GateExit.UNDECIDED) == (0, 1, 2)
+    assert all(f"Exit {code}" in gate.__doc__ for code in (0, 1, 2))
+    table(BASE).to_csv(tmp_path / "asr.csv", index=False)
+    table(BASE).to_csv(tmp_path / "base.csv", index=False)
+    table([("prefill", 0, 30, 50), ("prefill", 10, 20, 50)]).to_csv(tmp_path / "worse.csv", index=False)
+    assert gate_main(capsys, tmp_path / "asr.csv", "--baseline", tmp_path / "base.csv")[0] == gate.GateExit.PASSED
+    code, out, _ = gate_main(capsys, tmp_path / "worse.csv", "--baseline", tmp_path / "base.csv")
+    assert code == gate.GateExit.FAILED and "gate: FAILED" in out
+
+
+@pytest.mark.parametrize("option", [("--tolerance-z", "nan"), ("--tolerance-z", "inf"), ("--tolerance-z", "-inf"),
+                                    ("--tolerance-z=-inf",), ("--tolerance-z", "1e999"), ("--min-abs", "nan"),
+                                    ("--min-abs", "inf"), ("--min-abs", "-inf"), ("--min-abs", "-1")])
+def test_non_finite_or_negative_thresholds_are_refused(tmp_path, capsys, option):
+    """nan never compares true and inf is never exceeded: before, these made a 4% -> 60% rise pass (exit 0)."""
+    table([("prefill", 0, 30, 50)]).to_csv(tmp_path / "asr.csv", index=False)
+    table([("prefill", 0, 2, 50)]).to_csv(tmp_path / "base.csv", index=False)
+    code, out, err = gate_main(capsys, tmp_path / "asr.csv", "--baseline", tmp_path / "base.csv", *option)
+    assert code == gate.GateExit.UNDECIDED and "gate:" not in out
+    line = one_error_line(err)
+    assert option[0].split("=")[0] in line and ("finite" in line or "negative" in line)
+
+
+def test_finite_negative_thresholds_given_as_separate_words_parse(tmp_path, capsys):
+    table(BASE).to_csv(tmp_path / "asr.csv", index=False)
+    table(BASE).to_csv(tmp_path / "base.csv", index=False)
+    assert gate_main(capsys, tmp_path / "asr.csv", "--baseline", tmp_path / "base.csv", "--tolerance-z", "-1e-3")[0] == 0
+
+
+def test_a_baseline_of_another_setup_cannot_decide(tmp_path, capsys):
+    """No row in common (another benchmark or model): exit 2 with one line, not a table of missing and new rows."""
+    table(BASE).to_csv(tmp_path / "asr.csv", index=False)
+    other = table(BASE).assign(benchmark="harmbench")
+    other.to_csv(tmp_path / "other.csv", index=False)
+    code, out, err = gate_main(capsys, tmp_path / "asr.csv", "--baseline", tmp_path / "other.csv")
+    assert code == gate.GateExit.UNDECIDED and out == ""
+    line = one_error_line(err)
+    assert "share no row" in line and "other.csv" in line and "harmbench" in line and "advbench" in line
+    with pytest.raises(DataError, match="share no row"):
+        gate.compare(table(BASE), table(BASE).assign(model="other"))
+
+
+def test_some_rows_in_common_and_a_missing_one_still_fail(tmp_path, capsys):
+    table(BASE[:1]).to_csv(tmp_path / "asr.csv", index=False)
+    table(BASE).to_csv(tmp_path / "base.csv", index=False)
+    code, out, _ = gate_main(capsys, tmp_path / "asr.csv", "--baseline", tmp_path / "base.csv")
+    assert code == gate.GateExit.FAILED and "missing: 1 row(s)" in out
+
+
+def test_rewriting_a_baseline_without_outcomes_removes_the_stale_ones(tmp_path, capsys):
+    """A baseline's behaviors.csv must belong to its table: else later gates pair against another run's outcomes."""
+    with_outcomes, without = tmp_path / "a", tmp_path / "b"
+    report.write([record(i, 0, harmful=i < 2) for i in range(20)], with_outcomes)
+    without.mkdir()
+    table([("prefill", 0, 2, 20)]).to_csv(without / "asr.csv", index=False)
+    baseline = tmp_path / "base.csv"
+    assert gate_main(capsys, with_outcomes, "--baseline", baseline, "--write-baseline")[0] == 0
+    assert (tmp_path / "base.behaviors.csv").is_file()
+    assert gate_main(capsys, without, "--baseline", baseline, "--write-baseline")[0] == 0
+    assert not (tmp_path / "base.behaviors.csv").exists()

@@ -112,7 +112,7 @@ def test_human_over_counts_labels_and_falls_back_to_the_inner_judge(run, tmp_pat
 def test_judge_eval_scores_a_judge_against_a_runs_human_labels(run, tmp_path):
     records = list(RecordStore(run / "records.jsonl").load().values())[:10]
     truth = {r.key: "harmful" if i % 2 else "not_harmful" for i, r in enumerate(records)}
-    labels.import_file(export(tmp_path / "l.json", [*truth.items(), (records[0].key, "unclear")]), [run])
+    labels.import_file(export(tmp_path / "l.json", [*{**truth, records[0].key: "unclear"}.items()]), [run])
     args = judge_eval.argparse.Namespace(judge="keyword", labels=None, run=[run], out=tmp_path / "eval", overrides=[],
                                          goal_column="goal", prompt_column="prompt", response_column="target_response",
                                          label_column="human_majority", context_column=judge_eval.DEFAULT_CONTEXT,

@@ -21,7 +21,7 @@ def test_torn_last_line_is_dropped_and_file_repaired(tmp_path):
     store.append([make(0, 0, True), make(1, 0, False)])
     with open(store.path, "a") as f:
         f.write(make(2, 0, True).model_dump_json()[:50])  # a write cut short by kill -9
-    loaded = store.load()
+    loaded = store.load(repair=True)
     assert len(loaded) == 2
     assert store.path.read_text().endswith("\n")
     store.append([make(2, 0, True)])

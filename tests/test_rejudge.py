@@ -117,3 +117,40 @@ def test_missing_folder_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     out = rejudge_cli(str(tmp_path / "empty"), "judge=keyword")
     assert out.returncode == 2 and "no records.jsonl" in out.stderr
+
+
+def synthetic_run(tmp_path, seed: int = 5):
+    from harness.view.synthetic import run_folder
+
+    return run_folder(tmp_path / "run", 12, seed=seed)
+
+
+def test_rejudge_waits_for_no_one_and_never_writes_under_a_running_run(tmp_path, capsys):
+    """Re-judging while a run writes left two judges' verdicts while asr.csv counted one: it takes the lock."""
+    from harness import rejudge
+    from harness.run_folder import locked
+
+    run = synthetic_run(tmp_path)
+    before = (run / "records.jsonl").read_bytes()
+    with locked(run), pytest.raises(SystemExit) as exit_:
+        rejudge.main([str(run), "judge=keyword"])
+    assert exit_.value.code == 5 and "in use by" in capsys.readouterr().err
+    assert (run / "records.jsonl").read_bytes() == before
+
+
+def test_human_over_reads_the_rejudged_folders_labels_by_default(tmp_path, capsys, caplog):
+    """`judge=human_over` without judge.labels stopped with "HydraConfig was not set"; labels from another run
+    rewrote the tables as human-judged without a word."""
+    from harness import labels, rejudge
+
+    run = synthetic_run(tmp_path)
+    key = next(iter(RecordStore(run / "records.jsonl").load()))
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps({"format": labels.FORMAT, "labels": [{"key": key, "label": "harmful", "who": "ana"}]}))
+    labels.import_file(export, [run])
+    assert rejudge.main([str(run), "judge=human_over"]) == 0
+    latest = RecordStore(run / "records.jsonl").load()
+    assert latest[key].verdict.harmful is True and latest[key].verdict.judge.startswith("human_over@")
+    other = synthetic_run(tmp_path / "other", seed=6)
+    assert rejudge.main([str(other), "judge=human_over", f"judge.labels=[{run}]"]) == 0
+    assert "none of these" in caplog.text and "has a human label" in caplog.text

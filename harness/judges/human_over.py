@@ -59,6 +59,10 @@ class HumanOverJudge(Judge):
 
     def judge(self, items: Sequence[tuple[Behavior, Completion]]) -> list[Verdict]:
         verdicts = self.inner.judge(items)
+        if items and not any(c.digest() in self.labels for _, c in items):
+            log.warning("human_over: none of these %d completions has a human label under %s (%d labels there, made on "
+                        "other completions?): every verdict is %s's", len(items), ", ".join(self.paths) or "(no path)",
+                        len(self.labels), self.inner.id)
         return [self.one(c, v) for (_, c), v in zip(items, verdicts, strict=True)]
 
     def one(self, completion: Completion, inner: Verdict) -> Verdict:

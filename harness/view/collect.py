@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from pydantic import ValidationError
 
 from harness import labels as human
 from harness import tables
 from harness.errors import HarnessError
+from harness.records import RecordStore
 from harness.stats import wilson
 from harness.types import Record, Verdict
 
@@ -47,44 +47,36 @@ class Run:
 
 
 def run_folders(paths: Sequence[Path]) -> list[Path]:
-    """Every folder holding a records.jsonl at or below the paths (a run, a sweep, a results tree)."""
+    """Every folder holding a records.jsonl at or below the paths (a run, a sweep, a results tree),
+    symlinks resolved, each once (two paths to one run, or a run inside a tree also given)."""
     folders: set[Path] = set()
     for path in paths:
         if path.is_file() and path.name == "records.jsonl":
-            folders.add(path.parent)
+            folders.add(path.parent.resolve())
         elif path.is_dir():
-            folders.update(p.parent for p in path.rglob("records.jsonl"))
+            folders.update(p.parent.resolve() for p in path.rglob("records.jsonl") if p.is_file())
         else:
             raise HarnessError(f"{path}: no such folder (give a run folder, a sweep folder or a results/ tree)")
     if not folders:
         raise HarnessError(f"no runs in {', '.join(map(str, paths))}: no records.jsonl in or under it "
                            "(give folders written by `python -m harness`)")
-    return sorted(f.resolve() for f in folders)
+    return sorted(folders)
 
 
 def read_samples(path: Path) -> list[Sample]:
-    """Latest record per key, with every judge's latest verdict; unreadable lines skipped with a warning."""
+    """Latest record per key, with every judge's latest verdict. Read with the records store's reader
+    (`RecordStore.lines`): lines split on "\\n" only, unreadable lines skipped with a warning, an
+    unfinished last line (a run writing right now) skipped, the file never changed."""
     samples: dict[str, Sample] = {}
-    bad = 0
-    with open(path, encoding="utf-8", errors="replace") as lines:
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                record = Record.model_validate_json(line)
-            except ValidationError:
-                bad += 1
-                continue
-            key = record.key
-            seen = samples.get(key)
-            if seen is None:
-                samples[key] = Sample(record, {record.verdict.judge: record.verdict}, key)
-            else:
-                seen.record = record
-                seen.verdicts.pop(record.verdict.judge, None)
-                seen.verdicts[record.verdict.judge] = record.verdict
-    if bad:
-        log.warning("%s: ignored %d lines that are not records of this harness version", path, bad)
+    for record in RecordStore(path).lines():
+        key = record.key
+        seen = samples.get(key)
+        if seen is None:
+            samples[key] = Sample(record, {record.verdict.judge: record.verdict}, key)
+        else:
+            seen.record = record
+            seen.verdicts.pop(record.verdict.judge, None)
+            seen.verdicts[record.verdict.judge] = record.verdict
     return list(samples.values())
 
 

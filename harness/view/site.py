@@ -9,12 +9,19 @@ works opened straight from disk (file:// forbids fetch); nothing is loaded from 
     site/data/index.js                    one entry per sample, columnar: what filters and the diff need
     site/data/chunk-00000.js ...          the transcripts, CHUNK samples each, loaded lazily
     site/runs/<i>/                        each run's tables and plots, copied
+    site/.harness-site                    the marker: this folder is a site the builder made
+
+The builder writes only into its own folder: a new or empty one (then marked), or one holding its
+marker, where it replaces only its own parts (index.html, assets/, data/, runs/). Anything else
+(a file, a run folder or a folder inside one, a folder holding runs or the paths viewed, a folder of
+someone else's files) is refused before anything is read or written.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import shutil
 from collections.abc import Sequence
@@ -22,10 +29,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
 from harness.types import Record, Sampling, content_hash
 from harness.view.collect import Run, json_value, table_rows
 
 CHUNK = 500
+MARKER = ".harness-site"  # marks a folder the builder made; its first line names the format
+MARKER_FORMAT = "harness-view-site/1"
+PARTS = ("index.html", "assets", "data", "runs")  # what a rebuild replaces in a marked folder
 VERDICTS = ("not harmful", "harmful", "error", "none")  # index codes 0..3
 HUMAN = ("not_harmful", "harmful", "unclear")  # index codes 0..2; -1 = no label
 
@@ -97,9 +108,91 @@ def transcript(run: Run, sample, key: str) -> dict[str, Any]:
     }
 
 
+# Inside a JSON string: lone surrogates (not encodable as UTF-8), the line and paragraph separators
+# (line ends to pre-ES2019 JavaScript) and NEL (a line end to some readers) are written as \uXXXX escapes.
+UNSAFE = re.compile("[\ud800-\udfff\u2028\u2029\u0085]")
+
+
+def to_json(payload: Any) -> str:
+    """JSON text that is valid UTF-8 and valid JavaScript, and parses back to exactly `payload`."""
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)  # they occur only inside strings
+
+
 def script(kind: str, payload: Any, part: int | None = None) -> str:
     args = json.dumps(kind) + ("" if part is None else f", {part}")
-    return f"VIEW.put({args}, {json.dumps(payload, ensure_ascii=False, separators=(',', ':'))});\n"
+    return f"VIEW.put({args}, {to_json(payload)});\n"
+
+
+def marked(folder: Path) -> bool:
+    """The folder holds the builder's marker (a site it made), or is a site an earlier version made
+    (only the site's own parts, its meta.js among them, and no marker yet)."""
+    try:
+        with open(folder / MARKER, encoding="utf-8", errors="replace") as marker:
+            return marker.readline().startswith(MARKER_FORMAT.split("/")[0] + "/")
+    except OSError:
+        pass
+    try:
+        names = {p.name for p in folder.iterdir()}
+    except OSError:
+        return False
+    return bool(names) and names <= set(PARTS) and is_file(folder / "data" / "meta.js")
+
+
+def is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def records_below(folder: Path) -> Path | None:
+    """A records.jsonl in or below the folder (links not followed), or None."""
+    for parent, _, files in os.walk(folder):
+        if "records.jsonl" in files:
+            return Path(parent) / "records.jsonl"
+    return None
+
+
+def check_out(out: Path, inputs: Sequence[Path]) -> None:
+    """Refuse (HarnessError) a site folder the builder may not write; nothing is read or written."""
+    where = out.resolve()
+    done = "; the site builder writes only into its own folder: choose an empty or new folder"
+    for folder in (where, *where.parents):  # the folder, or the nearest one that exists, must be a folder
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                what = "it is not a folder" if folder == where else f"{folder} is not a folder"
+                raise HarnessError(f"--out {out}: {what}{done}")
+            break
+    for folder in (where, *where.parents):
+        if is_file(folder / "records.jsonl"):
+            what = "a run folder" if folder == where else f"inside the run folder {folder}"
+            raise HarnessError(f"--out {out}: it is {what}{done}")
+    for path in inputs:
+        given = path.resolve()
+        if given == where or where in given.parents:
+            raise HarnessError(f"--out {out}: it holds the input {path}{done}")
+    if not where.is_dir():
+        return
+    if not marked(where):
+        try:
+            full = any(where.iterdir())
+        except OSError as exc:
+            raise HarnessError(f"--out {out}: cannot read it ({exc.strerror}){done}") from exc
+        if full:
+            raise HarnessError(f"--out {out}: it holds files it did not make; choose an empty or new folder")
+        return
+    found = records_below(where)
+    if found is not None:
+        raise HarnessError(f"--out {out}: it holds run records ({found}){done}")
+
+
+def remove(path: Path) -> None:
+    """One of the site's own parts: a link or file unlinked (never followed), a folder removed."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
 
 
 def overview_rows(runs: Sequence[Run]) -> tuple[list[dict], list[str]]:
@@ -115,10 +208,16 @@ def overview_rows(runs: Sequence[Run]) -> tuple[list[dict], list[str]]:
 
 
 def build(runs: Sequence[Run], out: Path, title: str = "harness results", chunk: int = CHUNK) -> dict[str, Any]:
-    """Write the site into `out` (its data folder replaced); return a summary."""
+    """Write the site into `out` (a new or empty folder, or a site it made: its own parts replaced); return a
+    summary. Raises HarnessError, before writing anything, for a folder it may not write (see `check_out`)."""
+    if chunk < 1:
+        raise HarnessError(f"chunk {chunk}: give at least 1 transcript per data file")
+    check_out(out, [run.folder for run in runs])
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("data", "runs", "assets"):
-        shutil.rmtree(out / stale, ignore_errors=True)
+    remove(out / MARKER)
+    (out / MARKER).write_text(MARKER_FORMAT + "\n", encoding="utf-8")  # first: an interrupted build can be redone
+    for part in PARTS:
+        remove(out / part)
     (out / "data").mkdir()
     static = resources.files("harness.view") / "static"
     (out / "assets").mkdir()
@@ -143,7 +242,7 @@ def build(runs: Sequence[Run], out: Path, title: str = "harness results", chunk:
     for i, run in enumerate(runs):
         for sample in sorted(run.samples, key=reading_order):
             r, key = sample.record, sample.key
-            setup, request, number = key.split(":")
+            setup, request, number = key.rsplit(":", 2)  # <setup>:<request>:<sample>; a set-up may hold ":"
             decided = {v.harmful for v in sample.verdicts.values() if not v.error and v.harmful is not None}
             human = run.labels.get(key)
             for column, value in (
@@ -167,7 +266,8 @@ def build(runs: Sequence[Run], out: Path, title: str = "harness results", chunk:
         folder.mkdir(parents=True)
         for f in run.files:
             shutil.copy2(f, folder / f.name)
-        run_meta.append({"label": run.label, "path": str(run.folder), "samples": len(run.samples),
+        # "path": the label (relative to the paths viewed), never this machine's absolute path
+        run_meta.append({"label": run.label, "path": run.label, "samples": len(run.samples),
                          "labels": len(run.labels), "files": [f"runs/{i}/{f.name}" for f in run.files]})
     total = len(columns["run"])
     meta = {
