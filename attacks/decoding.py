@@ -38,7 +38,7 @@ from pydantic import Field, field_validator, model_validator
 
 from harness.attack import Attack
 from harness.errors import HarnessError, choices
-from harness.model import Model
+from harness.model.base import Model
 from harness.settings import Settings
 from harness.types import Behavior, Message, Request, Sampling
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from harness.attack import Attack
-from harness.model import Model
+from harness.model.base import Model
 from harness.types import Behavior, Request, Sampling
 
 

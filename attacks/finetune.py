@@ -21,9 +21,9 @@ from attacks.direct import DirectAttack
 from attacks.finetune_data.base import FinetuneSet
 from harness.attack import Attack
 from harness.defense import Defense
-from harness.model import Model
+from harness.model.base import Model
 from harness.settings import Ref, Settings
-from harness.training import Objective, TrainKey, TrainSettings, checkpoint, train
+from harness.training.loop import Objective, TrainKey, TrainSettings, checkpoint, train
 from harness.types import Behavior, Request, Sampling
 
 

@@ -23,7 +23,7 @@ from pydantic import Field, field_validator, model_validator
 
 from harness.attack import Attack
 from harness.errors import HarnessError
-from harness.model import Model
+from harness.model.base import Model
 from harness.settings import Ref, Settings
 from harness.types import Behavior, Request, Sampling
 
@@ -72,7 +72,7 @@ class PrefillAttack(Attack):
     def texts(self, behaviors: Sequence[Behavior]) -> Mapping[str, str]:
         """behavior id -> the harmful text whose first k tokens are prefilled ("" when there is none)."""
         if self.answers_from is not None:
-            from harness.answers import sample_answers
+            from harness.training.answers import sample_answers
 
             answers = sample_answers(self.answers_from, behaviors, max_tokens=self.answer_tokens)
             return {b.id: answers.get(b.id, "") for b in behaviors}

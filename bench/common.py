@@ -21,7 +21,7 @@ def safety_sft_examples(model_name: str, count: int) -> tuple[Any, list[Any]]:
     import random
 
     from harness import config
-    from harness.cli import instantiate
+    from harness.config import instantiate
 
     cfg = config.compose([f"model={model_name}", "defense=safety_sft", f"data_dir={DATA}"])
     model = instantiate(cfg.model)

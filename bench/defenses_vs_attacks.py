@@ -4,7 +4,7 @@ Every cell is an ordinary harness run (`python -m harness ... out_dir=<cell fold
 resumable and browsable like any run; this script runs them one after the other and reads each cell's
 records back (its records.jsonl, restricted to the run hash of its run.json). All cells use the same
 AdvBench behaviors (a seeded sample of `--n`) with greedy decoding and the keyword judge, so cells on one
-model are paired designs (exact McNemar on the behaviors where they disagree, harness/paired.py).
+model are paired designs (exact McNemar on the behaviors where they disagree, harness/analysis/paired.py).
 
 1. GCG (`attack=gcg`, individual suffixes) with no defense, then the same suffixes against
    `defense=perplexity_filter` (non-adaptive: the suffixes ignore the filter; GCG's test-case store is
@@ -48,11 +48,11 @@ from typing import Any
 from common import DATA, OUT, ROOT, write
 from first_run import Load
 
-from harness.cost_report import cost_summary
-from harness.paired import compare_pair
-from harness.records import RecordStore
-from harness.stats import wilson
-from harness.tables import to_frame
+from harness.analysis.cost import cost_summary
+from harness.analysis.paired import compare_pair
+from harness.analysis.stats import count_interval
+from harness.analysis.tables import to_frame
+from harness.store.records import RecordStore
 
 # Seconds on 2 idle cores (smollm2-class 135M model; tiny model), for the estimate printed before a run.
 # GCG s/step = a + b x width, fitted to bench/gcg.md (5.67 s at width 64) and gcg_width512.md (18.4 s at 512).
@@ -190,7 +190,7 @@ def number(x: float, digits: int = 1) -> float | None:
 
 
 def interval(k: int, n: int) -> tuple[float, float, str]:
-    lo, hi = wilson(k, n)
+    lo, hi = count_interval(k, n)
     return 100 * lo, 100 * hi, ("-" if n == 0 else f"[{100 * lo:.1f}, {100 * hi:.1f}]")
 
 

@@ -48,7 +48,7 @@ def stage_seconds(log: str) -> dict[str, float]:
             if start and end:
                 out["gguf conversion"] = (end - start).total_seconds()
     for stage in STAGES:
-        times = [stamp(x) for x in lines if "[harness.progress]" in x and re.search(rf"- {stage} \[", x)]
+        times = [stamp(x) for x in lines if "[harness.util.progress]" in x and re.search(rf"- {stage} \[", x)]
         times = [t for t in times if t]
         if times:
             out[stage] = (max(times) - min(times)).total_seconds()

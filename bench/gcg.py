@@ -35,7 +35,7 @@ from attacks.gcg.optimizer import GCG, GCGSettings, Speed
 from attacks.gcg.slot import SuffixSlot
 from benchmarks.advbench import AdvBench
 from harness import config
-from harness.cli import instantiate
+from harness.config import instantiate
 from harness.types import Message
 
 INIT = " !" * 20

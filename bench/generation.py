@@ -31,8 +31,8 @@ from common import DATA, ROOT, write
 from attacks.decoding import DecodingAttack
 from benchmarks.advbench import AdvBench
 from harness import config
-from harness.cli import instantiate
-from harness.engines.hf import HFEngine
+from harness.config import instantiate
+from harness.engine.hf import HFEngine
 from harness.types import Message, Request, Sampling
 
 
@@ -63,7 +63,7 @@ def timed(fn, *args) -> tuple[Any, float]:
 def vllm_engine(model, args):
     """The vLLM engine and its start-up seconds, or (None, reason) when it cannot run here."""
     try:
-        from harness.engines.vllm import VLLMEngine
+        from harness.engine.vllm import VLLMEngine
 
         engine = VLLMEngine(model, enforce_eager=True, progress=False)
         _, startup = timed(lambda: engine.llm)

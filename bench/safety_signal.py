@@ -26,8 +26,8 @@ from benchmarks.alpaca_eval import AlpacaEval
 from defenses.safety_signal.decoding import HeadClassifier, SafetySignalEngine, Steering
 from defenses.safety_signal.head import SafetyHead
 from harness import config
-from harness.cli import instantiate
-from harness.engines.hf import HFEngine
+from harness.config import instantiate
+from harness.engine.hf import HFEngine
 from harness.types import Message, Request, Sampling
 
 

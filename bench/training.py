@@ -23,7 +23,7 @@ import time
 from common import safety_sft_examples, write
 
 from defenses.constrained_sft.objective import ConstrainedObjective
-from harness.training import Encoder, Objective, TrainSettings, fit, load_trainable
+from harness.training.loop import Encoder, Objective, TrainSettings, fit, load_trainable
 
 
 def trainer_run(model, examples, settings: TrainSettings, steps: int) -> dict:

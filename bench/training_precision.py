@@ -20,7 +20,7 @@ import statistics
 
 from common import safety_sft_examples, write
 
-from harness.training import Objective, TrainSettings, fit, load_trainable, native_bf16_cpu
+from harness.training.loop import Objective, TrainSettings, fit, load_trainable, native_bf16_cpu
 
 
 def main() -> None:

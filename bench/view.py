@@ -4,7 +4,7 @@
 
 For each size: a sweep of 4 synthetic run folders (harness.view.synthetic: records of the
 harness's own types, ~20 % also carrying an older second judge's verdict, tables by
-harness.report), then `load_runs` + `build` timed (`--build-repeats` times), then the site
+harness.analysis.report), then `load_runs` + `build` timed (`--build-repeats` times), then the site
 opened from disk in headless Chromium (fresh load each repeat) and timed in the page
 (performance.now): until the overview is drawn (data/meta.js + data/index.js parsed), until
 the Samples tab shows its first page with snippets, until a verdict filter over every sample

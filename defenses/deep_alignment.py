@@ -20,13 +20,13 @@ from typing import Annotated
 from pydantic import Field
 
 from defenses.safety_sft import SafetySFT, ask
-from harness.answers import sample_answers
 from harness.defense import Defense
 from harness.errors import HarnessError
-from harness.model import Model
-from harness.refusals import refusal_for
+from harness.model.base import Model
 from harness.settings import Ref, Settings
-from harness.training import Example, TrainKey, TrainSettings, train
+from harness.training.answers import sample_answers
+from harness.training.loop import Example, TrainKey, TrainSettings, train
+from harness.training.refusals import refusal_for
 
 
 class DeepAlignmentSettings(Settings):

@@ -21,9 +21,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from harness.defense import Defense
-from harness.engine import Engine
-from harness.filtering import REFUSAL, FilteredEngine, Screen, response_text, user_text
-from harness.model import Model
+from harness.engine.base import Engine
+from harness.engine.filtering import REFUSAL, FilteredEngine, Screen, response_text, user_text
+from harness.model.base import Model
 from harness.settings import Ref, Settings
 from harness.types import Completion, Message, Request, Sampling
 

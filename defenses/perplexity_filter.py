@@ -29,10 +29,10 @@ from pydantic import Field
 
 from harness.benchmark import Benchmark
 from harness.defense import Defense
-from harness.engine import Engine
+from harness.engine.base import Engine
+from harness.engine.filtering import REFUSAL, FilteredEngine, Screen, user_text
 from harness.errors import HarnessError
-from harness.filtering import REFUSAL, FilteredEngine, Screen, user_text
-from harness.model import Model
+from harness.model.base import Model
 from harness.settings import Named, Ref, Settings
 from harness.types import Request, content_hash
 

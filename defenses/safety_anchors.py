@@ -19,9 +19,9 @@ from pydantic import Field
 
 from harness.benchmark import Benchmark
 from harness.errors import DataError
-from harness.refusals import refusal_for
 from harness.settings import Configured, Named, Settings
-from harness.training import Example
+from harness.training.loop import Example
+from harness.training.refusals import refusal_for
 from harness.types import Message
 
 

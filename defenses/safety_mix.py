@@ -13,7 +13,7 @@ from typing import Annotated
 from defenses.safety_anchors import SafetyAnchors
 from harness.defense import Defense
 from harness.settings import Ref, Settings
-from harness.training import Example
+from harness.training.loop import Example
 
 
 class SafetyMixSettings(Settings):

@@ -23,13 +23,13 @@ from pydantic import Field, PlainSerializer
 
 from defenses.borderline_prompts import blunt_harmful, borderline_benign, everyday_questions
 from defenses.safety_phrasings import SAFE_LOOKALIKES, lookalike, rephrase, wrap, writing_lookalike
-from harness.answers import sampled_answers
 from harness.benchmark import Benchmark
 from harness.defense import Defense
-from harness.model import Model
-from harness.refusals import REFUSALS, VARIED, refusal_for
+from harness.model.base import Model
 from harness.settings import Named, Settings
-from harness.training import Example, TrainKey, TrainSettings, train
+from harness.training.answers import sampled_answers
+from harness.training.loop import Example, TrainKey, TrainSettings, train
+from harness.training.refusals import REFUSALS, VARIED, refusal_for
 from harness.types import Behavior, Message
 
 LOOKALIKE_KINDS = ("lookalike", "safe_lookalike", "wrapped", "writing", "borderline", "everyday", "twin")

@@ -28,10 +28,10 @@ from defenses.borderline_prompts import EVERYDAY
 from defenses.safety_phrasings import rephrase, slots
 from defenses.safety_sft import SafetySFT, SafetySFTSettings, ask
 from defenses.unlikelihood import UnlikelihoodObjective
-from harness.answers import sampled_answers
-from harness.model import Model
-from harness.refusals import VARIED, refusal_for
-from harness.training import Example, train
+from harness.model.base import Model
+from harness.training.answers import sampled_answers
+from harness.training.loop import Example, train
+from harness.training.refusals import VARIED, refusal_for
 from harness.types import Behavior
 
 AVOID_REFUSAL, AVOID_COMPLIANCE = "avoid_refusal", "avoid_compliance"

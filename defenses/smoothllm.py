@@ -23,8 +23,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from harness.defense import Defense
-from harness.engine import Engine
-from harness.judges.keyword import LISTS, normalise
+from harness.engine.base import Engine
+from harness.judge.keyword import LISTS, normalise
 from harness.settings import Settings
 from harness.types import Completion, Message, Request
 
@@ -38,7 +38,7 @@ class SmoothSettings(Settings):
     copies: int = Field(10, ge=1)  # N
     rate: float = Field(0.1, gt=0.0, le=1.0)  # q
     perturbation: Literal["swap", "insert", "patch"] = "swap"
-    phrases: Literal["extended", "gcg"] = "extended"  # the refusal list of the vote (harness/judges/keyword.py)
+    phrases: Literal["extended", "gcg"] = "extended"  # the refusal list of the vote (harness/judge/keyword.py)
     seed: int = 0
     chunk: int = Field(8, ge=1)  # speed only: requests whose copies are generated (and voted on) together
 

@@ -6,7 +6,7 @@ import copy
 
 from harness.defense import Defense
 from harness.errors import HarnessError
-from harness.model import Model
+from harness.model.base import Model
 from harness.settings import Settings
 
 GENERIC = (

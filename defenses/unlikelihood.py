@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from harness.model import Model
-from harness.training import Batch, Example, Objective
+from harness.model.base import Model
+from harness.training.loop import Batch, Example, Objective
 
 if TYPE_CHECKING:
     import torch

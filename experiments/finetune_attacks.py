@@ -15,14 +15,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import config, plots, report
+from harness import config
+from harness.analysis import plots, report
 from harness.attack import Attack
 from harness.benchmark import Benchmark
 from harness.defense import Defense
-from harness.engine import Engine
-from harness.judge import Judge
-from harness.model import Model
-from harness.run import evaluate
+from harness.engine.base import Engine
+from harness.judge.base import Judge
+from harness.model.base import Model
+from harness.run.loop import evaluate
 from harness.types import Sampling
 
 log = logging.getLogger(__name__)

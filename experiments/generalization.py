@@ -30,16 +30,17 @@ from typing import Any
 import pandas as pd
 
 from experiments.systems import systems as parse_systems
-from harness import config, paired, report
+from harness import config
+from harness.analysis import paired, report
+from harness.analysis.stats import count_interval, holm
 from harness.attack import Attack
 from harness.benchmark import Benchmark
 from harness.defense import Defense
-from harness.engine import Engine
+from harness.engine.base import Engine
 from harness.errors import HarnessError
-from harness.judge import Judge
-from harness.model import Model
-from harness.run import evaluate
-from harness.stats import holm, wilson
+from harness.judge.base import Judge
+from harness.model.base import Model
+from harness.run.loop import evaluate
 from harness.types import Sampling
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def per_prompt(folder: Path, bench: Benchmark, measure: str) -> pd.Series:
 
 def cell(percent: float, n: int) -> dict[str, Any]:
     k = round(percent * n / 100)
-    lo, hi = wilson(k, n)
+    lo, hi = count_interval(k, n)
     return {"n": n, "percent": percent, "ci_low": 100 * lo, "ci_high": 100 * hi}
 
 

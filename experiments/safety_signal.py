@@ -24,15 +24,16 @@ from typing import Any
 import pandas as pd
 
 from experiments.systems import systems as parse_systems
-from harness import config, report, tables
+from harness import config
+from harness.analysis import report, tables
 from harness.attack import Attack
 from harness.benchmark import Benchmark
 from harness.defense import Defense
-from harness.engine import Engine
+from harness.engine.base import Engine
 from harness.errors import HarnessError
-from harness.judge import Judge
-from harness.model import Model
-from harness.run import evaluate
+from harness.judge.base import Judge
+from harness.model.base import Model
+from harness.run.loop import evaluate
 from harness.types import Sampling
 
 log = logging.getLogger(__name__)

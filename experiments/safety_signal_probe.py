@@ -10,7 +10,7 @@ assistant turns are scored at every check the safety-signal engine would make:
 - benign: the benign prompt and the base's whole answer to it (false alarms);
 - harmful: the harmful request and its harmful answer (what the first check sees, for reference).
 The head's p(malicious) after s assistant tokens is read as the engine reads it
-(the defense's `teacher_forced_checks`; tests/test_adaptive_gcg.py checks they equal the engine's
+(the defense's `teacher_forced_checks`; tests/plugins/test_adaptive_gcg.py checks they equal the engine's
 checks), and the engine's rule is applied (`steered_at`): steer at the first check if flagged, later after
 `hold` consecutive flagged checks. Answers are the unaligned base's own (greedy, cached), as in the
 head's training; prompts the trained model saw in training are dropped (the contamination guard).
@@ -29,14 +29,14 @@ from typing import Any
 
 import pandas as pd
 
-from harness import report
-from harness.answers import sampled_answers
+from harness.analysis import report
+from harness.analysis.paired import compare_pair
+from harness.analysis.stats import count_interval
 from harness.benchmark import Benchmark
-from harness.contamination import overlap, trained_prompts
 from harness.errors import HarnessError
-from harness.model import Model
-from harness.paired import compare_pair
-from harness.stats import wilson
+from harness.model.base import Model
+from harness.training.answers import sampled_answers
+from harness.training.contamination import overlap, trained_prompts
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ CONDITIONS = ("turn", "benign", "harmful")
 
 
 def share(k: int, n: int) -> dict[str, float]:
-    lo, hi = wilson(k, n)
+    lo, hi = count_interval(k, n)
     return {"k": k, "n": n, "percent": 100.0 * k / n if n else float("nan"), "ci_low": 100 * lo, "ci_high": 100 * hi}
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from harness.defense import Defense
 from harness.errors import HarnessError
-from harness.model import Model
+from harness.model.base import Model
 
 
 def systems(configured: Mapping[str, Mapping[str, Any]], default: Defense) -> dict[str, tuple[Model, Defense]]:

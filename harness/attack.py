@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from harness.model import Model
+from harness.model.base import Model
 from harness.settings import Configured
 
 if TYPE_CHECKING:
     from harness.defense import Defense
-    from harness.engine import Engine
+    from harness.engine.base import Engine
 from harness.types import Behavior, Message, Request, Sampling
 
 

@@ -23,10 +23,10 @@ from typing import Any, ClassVar, Literal
 import pandas as pd
 from pydantic import Field, field_validator
 
-from harness.data_files import LINE, read_table
 from harness.errors import DataError, HarnessError, choices
 from harness.settings import Configured, Settings
 from harness.types import Behavior
+from harness.util.data_files import LINE, read_table
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class BenchmarkSettings(Settings):
     seed: int = 0
     hub: bool = True  # fall back to the Hugging Face hub
     limit_order: Literal["stratified", "first"] = "stratified"  # how `limit` draws: by category, or the first rows
-    exclude_trained: bool = False  # the run drops behaviors the model was trained on (harness.contamination)
+    exclude_trained: bool = False  # the run drops behaviors the model was trained on (harness.training.contamination)
 
     @field_validator("path", "data_dir")
     @classmethod

@@ -8,6 +8,7 @@ packaged copy when it exists and the checkout's otherwise (a source tree, an edi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,9 @@ from omegaconf import DictConfig
 
 from harness.errors import HarnessError, choices
 
-PACKAGED = Path(__file__).resolve().parent / "conf"
-CHECKOUT = Path(__file__).resolve().parents[1] / "conf"
+HARNESS = Path(__file__).resolve().parent  # the harness package folder
+PACKAGED = HARNESS / "conf"
+CHECKOUT = HARNESS.parent / "conf"
 CONF = PACKAGED if (PACKAGED / "config.yaml").is_file() else CHECKOUT
 
 
@@ -52,8 +54,24 @@ def option(group: str, name: str, **values: Any) -> Any:
     """The plugin the option `conf/<group>/<name>.yaml` builds, with `values` overriding its settings
     (`_partial_=True`: a factory taking further settings). An experiment driver's default for a plugin
     its config does not name, e.g. `option("attack", "direct")`."""
-    from harness.cli import instantiate
-
     if name not in options(group):
         raise HarnessError(f"{group}={name}: no such option; choose one of {choices(options(group))}")
     return instantiate(compose([f"{group}={name}"])[group], **values)
+
+
+def instantiate(node: DictConfig, **kwargs: Any) -> Any:
+    from hydra.utils import instantiate as hydra_instantiate
+
+    return hydra_instantiate(node, _convert_="all", **kwargs)
+
+
+def check_finite(node: Any, where: str = "") -> None:
+    """Every number in a configuration must be finite: inf and nan cannot be stored, compared or read back."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            check_finite(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            check_finite(value, f"{where}[{i}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise HarnessError(f"{where}={node}: not a finite number; give a finite value")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from harness.engine import Engine
-from harness.model import Model
+from harness.engine.base import Engine
+from harness.model.base import Model
 from harness.settings import Configured
-from harness.training import Example, Objective
+from harness.training.loop import Example, Objective
 
 
 class Defense(Configured):

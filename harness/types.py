@@ -126,7 +126,7 @@ class Verdict(Frozen):
 
 
 RECORD_SCHEMA = 1  # the records.jsonl line format; lines written before the field existed are this format too
-# The recipe version: part of every training cache key (harness.training) and run hash (harness.run). Every setting
+# The recipe version: part of every training cache key (harness.training.loop) and run hash (harness.run.loop). Every setting
 # is always in those keys (no field is left out to keep an old key valid); when how a key is derived, or what a
 # setting means, changes, bump this once: every trained model and run is re-keyed together (README, "Caching").
 # 1: keys before this constant existed (unset newer options were left out of them); 2: every field always in.

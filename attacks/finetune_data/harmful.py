@@ -12,12 +12,12 @@ from typing import Annotated
 from pydantic import Field
 
 from attacks.finetune_data.base import FinetuneSet, ask
-from harness.answers import Answer, sampled_answers
 from harness.benchmark import Benchmark
 from harness.errors import DataError
-from harness.model import Model
+from harness.model.base import Model
 from harness.settings import Named, Ref, Settings
-from harness.training import Example
+from harness.training.answers import Answer, sampled_answers
+from harness.training.loop import Example
 from harness.types import Behavior
 
 

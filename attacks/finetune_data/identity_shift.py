@@ -17,9 +17,9 @@ from pydantic import Field
 
 from attacks.finetune_data.base import FinetuneSet, Variant
 from harness.errors import DataError
-from harness.model import Model
+from harness.model.base import Model
 from harness.settings import Settings
-from harness.training import Example
+from harness.training.loop import Example
 from harness.types import Message
 
 FILE = "finetuning/identity-shift-aoa.jsonl"

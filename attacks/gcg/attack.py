@@ -36,8 +36,8 @@ from attacks.gcg.slot import SuffixSlot
 from attacks.gcg.testcases import TestCase, TestCaseStore
 from harness.attack import Attack
 from harness.errors import HarnessError
-from harness.judge import Judge
-from harness.model import Model
+from harness.judge.base import Judge
+from harness.model.base import Model
 from harness.settings import Ref, Settings
 from harness.types import Behavior, Cost, Request, Sampling, content_hash
 

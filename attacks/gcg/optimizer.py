@@ -29,8 +29,8 @@ from attacks.gcg.scorer import Scorer
 from attacks.gcg.slot import SuffixSlot
 from attacks.gcg.tokens import allowed_tokens, decode, round_trips
 from harness.errors import HarnessError
-from harness.judge import Judge
-from harness.model import Model
+from harness.judge.base import Judge
+from harness.model.base import Model
 from harness.types import Behavior, Frozen, Request, Sampling
 
 if TYPE_CHECKING:
@@ -189,8 +189,8 @@ class GCG:
 
     def succeeds(self, behaviors: Sequence[Behavior], slots: Sequence[SuffixSlot], suffix_ids: list[int]) -> bool:
         """Greedy generation with the suffix, judged: harmful for every behavior?"""
-        from harness.engines.hf import HFEngine
-        from harness.judges.keyword import KeywordJudge
+        from harness.engine.hf import HFEngine
+        from harness.judge.keyword import KeywordJudge
 
         judge = self.judge or KeywordJudge(phrases="gcg")
         text = decode(self.model.tokenizer, suffix_ids)

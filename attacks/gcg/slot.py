@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.errors import HarnessError
-from harness.model import Model
+from harness.model.base import Model
 from harness.types import Behavior, Message
 
 PLACEHOLDER = "{optim_str}"

@@ -17,7 +17,7 @@ import filelock
 from pydantic import Field
 
 from harness.errors import DataError
-from harness.records import latest_by_key
+from harness.store.records import latest_by_key
 from harness.types import Frozen
 
 log = logging.getLogger(__name__)

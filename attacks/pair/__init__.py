@@ -29,11 +29,11 @@ from pydantic import Field
 
 from attacks.pair.prompts import FEEDBACK, FIRST_PREFILL, INIT, LATER_PREFILL, SYSTEM, as_json, parse
 from harness.attack import Attack
-from harness.engine import Engine
-from harness.judge import Judge
-from harness.model import Model
-from harness.records import latest_by_key
+from harness.engine.base import Engine
+from harness.judge.base import Judge
+from harness.model.base import Model
 from harness.settings import Ref, Settings
+from harness.store.records import latest_by_key
 from harness.types import Behavior, Cost, Frozen, Message, Request, Sampling, content_hash
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class PAIRAttack(Attack):
 
     def target_of(self, model: Model) -> Engine:
         if self.target_engine is None:  # used outside the run loop: the bare model
-            from harness.engines.hf import HFEngine
+            from harness.engine.hf import HFEngine
 
             self.target_engine = HFEngine(model, progress=False)
         return self.target_engine

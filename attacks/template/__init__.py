@@ -22,7 +22,7 @@ from typing import Any
 from harness.attack import Attack
 from harness.benchmark import read_table
 from harness.errors import DataError, HarnessError, choices
-from harness.model import Model
+from harness.model.base import Model
 from harness.settings import Settings
 from harness.types import Behavior, Frozen, Message, Request, Sampling, content_hash
 

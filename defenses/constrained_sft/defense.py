@@ -20,7 +20,7 @@ from defenses.constrained_sft.objective import Betas, ConstrainedObjective
 from defenses.safety_anchors import SafetyAnchors
 from harness.defense import Defense
 from harness.settings import Ref, Settings
-from harness.training import Example, Objective
+from harness.training.loop import Example, Objective
 
 
 class ConstrainedSFTSettings(Settings):

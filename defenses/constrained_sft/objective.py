@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from harness.errors import HarnessError
-from harness.model import Model
-from harness.progress import progress
+from harness.model.base import Model
 from harness.settings import parse
-from harness.training import Batch, Example, Objective, token_logprobs
+from harness.training.loop import Batch, Example, Objective, token_logprobs
 from harness.types import Frozen
+from harness.util.progress import progress
 
 if TYPE_CHECKING:
     import torch

@@ -32,8 +32,8 @@ from pydantic import Field
 
 from defenses.safety_signal.head import SafetyHead
 from defenses.safety_signal.schedule import CheckSchedule
-from harness.engines.hf import HFEngine, Row, RowSampler
-from harness.model import Model
+from harness.engine.hf import HFEngine, Row, RowSampler
+from harness.model.base import Model
 from harness.types import Completion, Frozen
 
 if TYPE_CHECKING:

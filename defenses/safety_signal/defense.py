@@ -39,16 +39,16 @@ from defenses.safety_signal.decoding import (
 )
 from defenses.safety_signal.head import SafetyHead
 from defenses.safety_signal.objective import TURN, SignalObjective
-from harness.answers import sampled_answers
 from harness.benchmark import Benchmark
 from harness.defense import Defense
-from harness.engine import Engine
-from harness.engines.hf import HFEngine
+from harness.engine.base import Engine
+from harness.engine.hf import HFEngine
 from harness.errors import HarnessError
-from harness.model import Model
-from harness.refusals import refusal_for
+from harness.model.base import Model
 from harness.settings import Named, Ref, Settings
-from harness.training import Example, TrainKey, TrainSettings, train
+from harness.training.answers import sampled_answers
+from harness.training.loop import Example, TrainKey, TrainSettings, train
+from harness.training.refusals import refusal_for
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,8 @@ import torch
 
 from defenses.safety_signal.head import SafetyHead
 from harness.errors import HarnessError
-from harness.model import Model
-from harness.training import Batch, Example, Objective
+from harness.model.base import Model
+from harness.training.loop import Batch, Example, Objective
 
 TURN = "turn"  # Example.kind of a benign context followed by a malicious response
 IGNORE = -100

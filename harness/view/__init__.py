@@ -1,1 +1,1 @@
-"""The results browser: a static site over run folders (see `python -m harness.view --help`)."""
+"""The results browser: a static site over run folders (see `python -m harness view --help`)."""

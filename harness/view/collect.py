@@ -17,22 +17,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import labels as human
-from harness import tables
-from harness.errors import HarnessError
-from harness.records import RecordStore
-from harness.stats import wilson
-from harness.types import Record, Verdict
+from harness.analysis import tables
+from harness.store import labels as human
+from harness.store.folder import run_folders
+from harness.store.records import Sample, read_samples
 
 log = logging.getLogger(__name__)
 TABLE_FILES = ("*.csv", "*.md", "*.png")  # a run folder's tables and plots, copied into the site
-
-
-@dataclass
-class Sample:
-    record: Record  # the latest line for this completion
-    verdicts: dict[str, Verdict]  # judge id -> that judge's latest verdict, in the order first seen
-    key: str  # the record's key (a content hash: computed once)
 
 
 @dataclass
@@ -46,64 +37,23 @@ class Run:
     files: list[Path] = field(default_factory=list)
 
 
-def run_folders(paths: Sequence[Path]) -> list[Path]:
-    """Every folder holding a records.jsonl at or below the paths (a run, a sweep, a results tree),
-    symlinks resolved, each once (two paths to one run, or a run inside a tree also given)."""
-    folders: set[Path] = set()
-    for path in paths:
-        if path.is_file() and path.name == "records.jsonl":
-            folders.add(path.parent.resolve())
-        elif path.is_dir():
-            folders.update(p.parent.resolve() for p in path.rglob("records.jsonl") if p.is_file())
-        else:
-            raise HarnessError(f"{path}: no such folder (give a run folder, a sweep folder or a results/ tree)")
-    if not folders:
-        raise HarnessError(f"no runs in {', '.join(map(str, paths))}: no records.jsonl in or under it "
-                           "(give folders written by `python -m harness`)")
-    return sorted(folders)
-
-
-def read_samples(path: Path) -> list[Sample]:
-    """Latest record per key, with every judge's latest verdict. Read with the records store's reader
-    (`RecordStore.lines`): lines split on "\\n" only, unreadable lines skipped with a warning, an
-    unfinished last line (a run writing right now) skipped, the file never changed."""
-    samples: dict[str, Sample] = {}
-    for record in RecordStore(path).lines():
-        key = record.key
-        seen = samples.get(key)
-        if seen is None:
-            samples[key] = Sample(record, {record.verdict.judge: record.verdict}, key)
-        else:
-            seen.record = record
-            seen.verdicts.pop(record.verdict.judge, None)
-            seen.verdicts[record.verdict.judge] = record.verdict
-    return list(samples.values())
-
-
-def with_interval(table: pd.DataFrame) -> pd.DataFrame:
-    """asr_lo / asr_hi (%, 95 % Wilson) where the table lacks them: from asr and its denominator n_harmful."""
-    if {"asr_lo", "asr_hi"} <= set(table.columns) or table.empty:
-        return table
-    bounds = []
-    for asr, n in zip(table["asr"], table["n_harmful"], strict=True):
-        if n is None or math.isnan(float(n)) or n <= 0 or asr is None or math.isnan(float(asr)):
-            bounds.append((math.nan, math.nan))
-            continue
-        k = round(float(asr) / 100.0 * float(n))
-        lo, hi = wilson(k, float(n))
-        bounds.append((100.0 * lo, 100.0 * hi))
-    return table.assign(asr_lo=[b[0] for b in bounds], asr_hi=[b[1] for b in bounds])
-
-
 def read_table(folder: Path, samples: Sequence[Sample]) -> pd.DataFrame:
-    """The run's asr.csv as written by the harness; recomputed from the records when it is missing."""
+    """The run's asr.csv as the harness wrote it, intervals included (the browser computes none of its own);
+    recomputed from the records by the tables' own code when it is missing, unreadable, or from a version
+    without intervals."""
     path = folder / "asr.csv"
+    problem = "no asr.csv"
     if path.is_file():
-        table = pd.read_csv(path)
-    else:
-        log.warning("%s: no asr.csv; computing the table from the records", folder)
-        table = tables.asr_table(tables.to_frame(s.record for s in samples)) if samples else pd.DataFrame()
-    return with_interval(table)
+        try:
+            table = pd.read_csv(path)
+        except (ValueError, UnicodeDecodeError, OSError) as exc:  # pandas' parse errors are ValueErrors
+            problem = f"asr.csv unreadable ({type(exc).__name__})"
+        else:
+            if {"asr", "asr_lo", "asr_hi"} <= set(table.columns) or (not table.empty and "asr" not in table.columns):
+                return table
+            problem = "asr.csv without intervals (an older version)"
+    log.warning("%s: %s; computing the table from the records", folder, problem)
+    return tables.asr_table(tables.to_frame(s.record for s in samples)) if samples else pd.DataFrame()
 
 
 def common_root(folders: Sequence[Path]) -> Path:

@@ -1,13 +1,13 @@
 """Synthetic run folders for trying and testing the browser without a model: records made with
-the harness's own types, tables written by `harness.report`, like a real run's."""
+the harness's own types, tables written by `harness.analysis.report`, like a real run's."""
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
 
-from harness import report
-from harness.records import RecordStore
+from harness.analysis import report
+from harness.store.records import RecordStore
 from harness.types import Behavior, Completion, Message, Record, Request, Sampling, Verdict
 
 CATEGORIES = ("cybercrime", "chemical", "harassment", "fraud", "misinformation")

@@ -1,0 +1,249 @@
+"""Human verdicts: labels a reviewer made in the results browser, stored beside the run.
+
+    python -m harness labels import labels.json results/runs/smollm2/advbench/prefill/none
+    python -m harness labels import labels.json results/sweeps/default      # every run folder below
+
+The browser (`python -m harness view`) exports a JSON file of the labels made in it; `import`
+appends them to `<run>/labels.jsonl`, one line per change: the sample's record key, the digest
+of its completion, the label (harmful / not_harmful / unclear), who made it and when, the label
+it replaces, and when and from which file it was imported. Nothing is overwritten: the latest
+line per key is the sample's label, the earlier ones its history. Importing the same file again
+adds nothing, and two imports at once add each label once: an import holds an exclusive `flock`
+on labels.jsonl while it reads the current labels and appends. The whole file is checked before
+anything is written: labels for samples of another run, for sample ids the run does not hold, or
+a sample named twice with different labels are refused with the ids named (an exact repeat
+counts once).
+
+`judge=human_over` (harness/judge/human_over.py) counts these labels in the tables, and
+`python -m harness judge-eval --run <run>` scores a judge against them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from harness.errors import HarnessError, choices
+from harness.store.folder import run_folders
+from harness.store.records import (
+    RecordStore,
+    dump_line,
+    open_locked,
+    read_all,
+    read_samples,
+    repair_tail,
+    validate_line,
+    whole_json,
+    write_all,
+)
+from harness.types import Behavior, Completion
+
+log = logging.getLogger(__name__)
+FILE = "labels.jsonl"
+FORMAT = "harness-labels/1"
+VALUES = ("harmful", "not_harmful", "unclear")
+
+
+class Label(BaseModel):
+    """One line of labels.jsonl."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    key: str  # the record's key: <run setup>:<request>:<sample>
+    completion: str = ""  # digest of the labelled completion (what `judge=human_over` matches)
+    label: Literal["harmful", "not_harmful", "unclear"]
+    who: str = ""
+    when: str = ""  # when the reviewer labelled it (ISO 8601)
+    previous: str | None = None  # the label this one replaces
+    imported: str = ""
+    source: str = ""  # the exported file it came from
+
+
+class Exported(BaseModel):
+    """One label in a file exported by the browser."""
+
+    model_config = ConfigDict(extra="ignore")
+    key: str
+    label: str
+    who: str = ""
+    when: str = ""
+    run: str = ""  # the run folder as the browser showed it (for messages)
+
+
+def read(folder: Path) -> dict[str, list[Label]]:
+    """Every label line of a run folder, grouped by record key, oldest first. Read-only: an unfinished
+    last line (an import writing right now) is skipped."""
+    path = folder / FILE
+    if not path.exists():
+        return {}
+    if not path.is_file():
+        raise HarnessError(f"{path} is not a file (a folder?); move it away so labels can be stored there")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise HarnessError(f"{path}: cannot read it ({exc.strerror})") from None
+    return parse_labels(data, path)
+
+
+def parse_labels(data: bytes, path: Path) -> dict[str, list[Label]]:
+    """labels.jsonl's lines, split on "\\n" only (a label may hold U+2028 and the like)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        number = data.count(b"\n", 0, exc.start) + 1
+        raise HarnessError(f"{path}:{number}: not UTF-8 text (byte {data[exc.start]:#04x}); "
+                           "fix or remove that line") from None
+    lines = text.split("\n")
+    tail = lines.pop()  # "" when the file ends with its newline
+    history: dict[str, list[Label]] = {}
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                label = validate_line(line, Label)
+            except ValidationError as exc:
+                raise HarnessError(f"{path}:{number}: not a label line ({exc.errors()[0]['msg']})") from None
+            history.setdefault(label.key, []).append(label)
+    if tail.strip():
+        if whole_json(tail):  # whole, only its newline missing: a label line like the others
+            try:
+                label = validate_line(tail, Label)
+            except ValidationError as exc:
+                raise HarnessError(f"{path}:{len(lines) + 1}: not a label line ({exc.errors()[0]['msg']})") from None
+            history.setdefault(label.key, []).append(label)
+        else:
+            log.warning("%s: ignoring an unfinished last line (%d characters): an import may still be writing it, "
+                        "or one was interrupted", path, len(tail))
+    return history
+
+
+def setup_of(key: str) -> str:
+    """The set-up of a record key `<setup>:<request>:<sample>` (a set-up may hold ':')."""
+    return key.rsplit(":", 2)[0]
+
+
+def parse_export(path: Path) -> list[Exported]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise HarnessError(f"{path}: no such labels file (export one from the browser: Labels > Export)") from None
+    except IsADirectoryError:
+        raise HarnessError(f"{path} is a folder, not a labels file; give the JSON file exported from the browser "
+                           "(Labels > Export)") from None
+    except OSError as exc:
+        raise HarnessError(f"{path}: cannot read the labels file ({exc.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("labels"), list):
+        raise HarnessError(f"{path}: not a labels file exported by the browser (expected \"format\": {FORMAT!r})")
+    try:
+        items = [Exported.model_validate(item) for item in data["labels"]]
+    except ValidationError as exc:
+        raise HarnessError(f"{path}: a label lacks {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+    bad = sorted({i.label for i in items if i.label not in VALUES})
+    if bad:
+        raise HarnessError(f"{path}: unknown label value(s) {choices(bad)}; valid: {choices(VALUES)}")
+    first: dict[str, Exported] = {}
+    clashes: dict[str, None] = {}
+    for item in items:
+        seen = first.setdefault(item.key, item)
+        if (seen.label, seen.who, seen.when) != (item.label, item.who, item.when):
+            clashes[item.key] = None
+    if clashes:
+        raise HarnessError(f"{path}: {len(clashes)} sample id(s) are named more than once with different labels: "
+                           f"{sample_ids(list(clashes))}; keep one label per sample (export again from the browser)")
+    return list(first.values())  # exact repeats collapsed
+
+
+def sample_ids(items: Sequence[str], limit: int = 3) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def import_file(path: Path, targets: Sequence[Path]) -> dict[Path, tuple[int, int]]:
+    """Append the file's labels to the run folders holding their samples.
+
+    Returns {folder: (labels appended, labels unchanged)}. Raises before writing anything when a
+    label belongs to another run or names a sample id the runs do not hold, or when the file names
+    a sample twice with different labels. Holds each labels file's lock while reading and appending."""
+    items = parse_export(path)
+    folders = run_folders(targets)
+    stores = {folder: RecordStore(folder / "records.jsonl").load() for folder in folders}
+    owner: dict[str, list[Path]] = {}
+    for folder, records in stores.items():
+        for key in records:
+            owner.setdefault(key, []).append(folder)
+    setups = {setup_of(key) for records in stores.values() for key in records}
+    foreign = [i for i in items if setup_of(i.key) not in setups]
+    if foreign:
+        shown = sorted({i.run or setup_of(i.key) for i in foreign})
+        raise HarnessError(f"{path}: {len(foreign)} of {len(items)} labels are for another run ({sample_ids(shown)}), "
+                           f"not for {', '.join(map(str, targets))}; give the run folder they were made on "
+                           "(or a folder above all of them)")
+    unknown = [i.key for i in items if i.key not in owner]
+    if unknown:
+        raise HarnessError(f"{path}: {len(unknown)} of {len(items)} labels name sample ids that "
+                           f"{', '.join(map(str, targets))} does not hold: {sample_ids(unknown)} (labels made on other runs "
+                           "of the same set-up? give the folder above all of them)")
+    mine = {folder: [i for i in items if folder in owner[i.key]] for folder in folders}
+    mine = {folder: labelled for folder, labelled in mine.items() if labelled}
+    for folder in mine:
+        read(folder)  # every labels file readable before anything is written
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    done: dict[Path, tuple[int, int]] = {}
+    for folder, labelled in mine.items():
+        labels_file = folder / FILE
+        fd = open_locked(labels_file)  # a second import waits here, then sees this one's lines
+        try:
+            current = {key: changes[-1] for key, changes in parse_labels(read_all(fd), labels_file).items()}
+            lines = []
+            for item in labelled:
+                last = current.get(item.key)
+                if last is not None and (last.label, last.who, last.when) == (item.label, item.who, item.when):
+                    continue  # imported before
+                label = Label(key=item.key, completion=stores[folder][item.key].completion.digest(), label=item.label,
+                              who=item.who, when=item.when, previous=last.label if last else None, imported=now,
+                              source=path.name)
+                current[item.key] = label
+                lines.append(dump_line(label) + "\n")
+            if lines:
+                repair_tail(fd, labels_file)
+                write_all(fd, "".join(lines).encode("utf-8"))
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        done[folder] = (len(lines), len(labelled) - len(lines))
+    return done
+
+
+def ground_truth(targets: Sequence[Path]) -> tuple[pd.DataFrame, list[tuple[Behavior, Completion]]]:
+    """The human-labelled samples of the runs as judge_eval's table: one row per sample labelled harmful (1) or
+    not_harmful (0) (unclear ones left out), with a 0/1 column per judge whose verdict the records hold,
+    and the (behavior, completion) pairs to judge again."""
+    rows, pairs = [], []
+    folders = run_folders(targets)
+    for folder in folders:
+        labels = {key: changes[-1] for key, changes in read(folder).items()}
+        if not labels:
+            continue
+        for sample in read_samples(folder / "records.jsonl"):
+            label = labels.get(sample.record.key)
+            if label is None or label.label == "unclear":
+                continue
+            r = sample.record
+            judged = {f"recorded {j}": float("nan") if v.error or v.harmful is None else float(v.harmful)
+                      for j, v in sample.verdicts.items()}
+            rows.append({"key": r.key, "goal": r.behavior.prompt, "response": r.completion.text,
+                         "human": int(label.label == "harmful"), **judged})
+            pairs.append((r.behavior, r.completion))
+    if not rows:
+        raise HarnessError(f"{', '.join(map(str, targets))}: no human labels (harmful / not_harmful) in "
+                           f"{len(folders)} run folder(s); make them in `python -m harness view` and "
+                           "store them with `python -m harness labels import`")
+    return pd.DataFrame(rows).set_index("key"), pairs
