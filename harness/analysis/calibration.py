@@ -83,8 +83,10 @@ class Calibration(BaseModel):
         s = self.summary()
         return (f"judge-corrected ASR (Rogan-Gladen) uses calibration {self.name}: sensitivity {s['sensitivity']:.2f} "
                 f"[{s['sensitivity_lo']:.2f}-{s['sensitivity_hi']:.2f}], specificity {s['specificity']:.2f} "
-                f"[{s['specificity_lo']:.2f}-{s['specificity_hi']:.2f}]; it assumes the judge errs on these outputs "
-                "as on the labelled set")
+                f"[{s['specificity_lo']:.2f}-{s['specificity_hi']:.2f}], measured on {self.labels}, not on this run's "
+                "outputs: WARNING, a judge errs differently on different outputs, so this correction can miss; human "
+                "labels on a random queue of the run's own outputs (harness labels queue) give the prediction-powered "
+                "ASR (asr_ppi), valid here, which is to be preferred where the table has it")
 
     def too_weak(self) -> str | None:
         if self.youden < MIN_YOUDEN:

@@ -23,9 +23,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.analysis import calibration, paired, plots
-from harness.analysis.tables import BREAKDOWNS, SETUP, STRATEGY, asr_table, summary_table, to_frame, worst_case
+from harness.analysis import calibration, paired, plots, ppi
+from harness.analysis.tables import (
+    BREAKDOWNS,
+    SETUP,
+    STRATEGY,
+    asr_table,
+    param_columns,
+    summary_table,
+    to_frame,
+    worst_case,
+)
 from harness.errors import HarnessError
+from harness.store import labels as human
+from harness.store.labels import Label
 from harness.store.records import RecordStore
 from harness.training import contamination
 from harness.types import Record
@@ -36,7 +47,7 @@ JUDGE = "judge"  # the column that keeps the verdicts of several judges apart
 BEHAVIORS = "behaviors.csv"  # per (set-up, configuration, behavior): samples, harmful, broken
 
 
-RATES = {"asr", "asr_corrected", "refusal", "prefill_tokens", "best_config_asr", "worst_case_asr", "blocked", "seconds"}
+RATES = {"asr", "asr_corrected", "asr_ppi", "refusal", "prefill_tokens", "best_config_asr", "worst_case_asr", "blocked", "seconds"}
 FRACTIONS = {"mean_score"}  # scores and accuracies in [0, 1]: three decimals (GSM8K accuracy 0.04, not 0.0)
 
 
@@ -80,8 +91,10 @@ class Tables:
 
 
 def compute(records: Sequence[Record], calibrations: Mapping[str, calibration.Calibration] | None = None,
-            sampling: Sequence[str] = (), contaminated: Collection[tuple[str, str]] = ()) -> Tables:
-    """Every table of a report, as data."""
+            sampling: Sequence[str] = (), contaminated: Collection[tuple[str, str]] = (),
+            labels: Mapping[str, Label] | None = None) -> Tables:
+    """Every table of a report, as data. `labels`: the runs' human labels (record key -> latest label); those a
+    random queue drew add the prediction-powered ASR (harness.analysis.ppi)."""
     frame = to_frame(records)
     if frame.empty:
         raise ValueError("no records to report")
@@ -96,6 +109,7 @@ def compute(records: Sequence[Record], calibrations: Mapping[str, calibration.Ca
     notes += [c.too_weak() or c.note() for c in calibrations.values()]
     outcomes = paired.outcomes(frame)
     tables = Tables(frame=frame, notes=notes, asr=asr_table(frame, calibrations=calibrations), behaviors=outcomes)
+    notes += ppi.add_ppi(tables.asr, frame, labels or {}, SETUP + param_columns(frame))
     if frame["category"].astype(bool).any():
         tables.by_category = asr_table(frame, extra=["category"], calibrations=calibrations)
     if f"param.{STRATEGY}" in frame.columns:
@@ -130,7 +144,8 @@ def render(tables: Tables, out: Path) -> None:
 
 
 def write(records: Sequence[Record], out: Path, calibration_file: Path | None = None,
-          sampling: Sequence[str] = (), contaminated: Collection[tuple[str, str]] = ()) -> pd.DataFrame:
+          sampling: Sequence[str] = (), contaminated: Collection[tuple[str, str]] = (),
+          labels: Mapping[str, Label] | None = None) -> pd.DataFrame:
     """Compute every table of the records, then write them and their plots into `out`; return the ASR table.
 
     `calibration_file`: a judge calibration to correct with (an error if it is for another judge);
@@ -140,7 +155,10 @@ def write(records: Sequence[Record], out: Path, calibration_file: Path | None = 
     judges = {r.verdict.judge for r in records}
     calibrations = calibration.for_judges(judges, calibration_file)
     given = list(sampling)
-    tables = compute(records, calibrations, given or sampling_notes(out), set(contaminated) or contamination.load_run(out))
+    if labels is None:  # a run folder's own labels (a run, a re-judging)
+        labels = {key: changes[-1] for key, changes in human.read(out).items()} if (out / human.FILE).is_file() else {}
+    tables = compute(records, calibrations, given or sampling_notes(out), set(contaminated) or contamination.load_run(out),
+                     labels)
     render(tables, out)
     if given:
         (out / SAMPLING).write_text("".join(f"{line}\n" for line in given))

@@ -35,7 +35,7 @@ WORST = "worst case"
 # the measured columns of an ASR table (everything else is a key: setup, attack parameters, category)
 METRIC_COLUMNS = frozenset({"n", "n_harmful", "asr", "asr_lo", "asr_hi", "refusal", "refusal_lo", "refusal_hi",
                             "mean_score", "prefill_tokens", "errors", "asr_corrected", "asr_corrected_lo",
-                            "asr_corrected_hi", "calibration", "contaminated", "sampling", "calib_judge", "calib_behaviors",
+                            "asr_corrected_hi", "asr_ppi", "asr_ppi_lo", "asr_ppi_hi", "ppi_labels", "ppi_scope", "calibration", "contaminated", "sampling", "calib_judge", "calib_behaviors",
                             "blocked", "adaptive", *COST})
 
 
@@ -61,6 +61,7 @@ def to_frame(records: Iterable[Record]) -> pd.DataFrame:
             "error": bool(r.verdict.error),
             "judge": r.verdict.judge.split("@")[0],
             "judge_id": r.verdict.judge,
+            "key": r.key,  # the sample (human labels and queues name it)
             **cost_fields(r),  # attack cost, defense blocks, adaptive flag (harness/analysis/cost.py)
         })
     return pd.DataFrame(rows)

@@ -7,8 +7,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness.analysis import ppi
+from harness.analysis.tables import to_frame
 from harness.cli.exits import exits_cleanly
-from harness.store import labels
+from harness.errors import HarnessError
+from harness.store import labels, queue
+from harness.store.folder import run_folders
+from harness.store.records import RecordStore
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -16,8 +21,16 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness labels", description=labels.__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     imp = commands.add_parser("import", help="store a labels file exported by the browser beside its run(s)")
-    imp.add_argument("file", type=Path, help="the JSON file exported from the browser")
+    imp.add_argument("file", type=Path, help="the JSON file exported from the browser, or a filled queue file (.csv, .jsonl)")
     imp.add_argument("runs", nargs="+", type=Path, help="the run folder(s), or a folder above them")
+    queue = commands.add_parser("queue", help="draw a random sample of the runs' outputs to label (a file to fill in)")
+    queue.add_argument("runs", nargs="+", type=Path, help="the run folder(s), or a folder above them")
+    queue.add_argument("--n", type=int, required=True, help="samples to draw, spread over the table's cells")
+    queue.add_argument("--seed", type=int, default=0)
+    queue.add_argument("--out", type=Path, default=None, help="the file to fill in: .csv (default) or .jsonl")
+    plan = commands.add_parser("plan", help="how many more queued labels bring the ASR's interval to a width")
+    plan.add_argument("runs", nargs="+", type=Path, help="the run folder(s), or a folder above them")
+    plan.add_argument("--width", type=float, required=True, help="the 95 %% interval's width in points, e.g. 10")
     return parser
 
 
@@ -25,9 +38,39 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
+    if args.command == "queue":
+        name, path, count = queue.write_queue(args.runs, args.n, args.seed, args.out)
+        print(f"queue {name}: {count} samples drawn at random (seed {args.seed}) -> {path}\n"
+              f"fill in its label column (harmful / not_harmful / unclear), then: harness labels import {path} "
+              f"{' '.join(map(str, args.runs))}")
+        return 0
+    if args.command == "plan":
+        print(plan(args.runs, args.width))
+        return 0
     for folder, (added, same) in labels.import_file(args.file, args.runs).items():
         print(f"{folder / labels.FILE}: {added} labels added" + (f", {same} already there" if same else ""))
     return 0
+
+
+def plan(runs: Sequence[Path], width: float) -> str:
+    """How many more queued labels bring the pooled prediction-powered ASR's 95 % interval to `width` points."""
+    if not 0 < width < 100:
+        raise HarnessError(f"--width {width}: give the interval's width in points, between 0 and 100 (e.g. 10)")
+    folders = run_folders(runs)
+    records = [r for f in folders for r in RecordStore(f / "records.jsonl").load().values()]
+    frame = to_frame(records)
+    if frame.empty or not ((frame["label"] == "harmful") & ~frame["error"] & frame["harmful"].notna()).any():
+        raise HarnessError(f"{', '.join(map(str, runs))}: no judge verdicts on harmful behaviors to plan for "
+                           "(judge errors only, or benign benchmarks)")
+    human = ppi.queued({key: changes[-1] for f in folders for key, changes in labels.read(f).items()})
+    strata = ppi.strata_of(frame, human)
+    needed = ppi.labels_needed(strata, width / 100)
+    more = max(0, needed - strata.n_labels)
+    basis = (f"from the {strata.n_labels} queued labels so far" if strata.n_labels
+             else "no queued labels yet: planned for the worst case, every verdict a coin flip to a human")
+    return (f"{more} more queued labels ({needed} in all, of {sum(strata.samples)} judged samples) bring the 95 % "
+            f"interval of the prediction-powered ASR to about {width:g} points ({basis}); "
+            f"draw them with: harness labels queue {' '.join(map(str, runs))} --n {max(more, 1)}")
 
 
 if __name__ == "__main__":

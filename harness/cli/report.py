@@ -11,6 +11,7 @@ from harness.analysis import report
 from harness.analysis.outputs import output_folder
 from harness.cli.exits import exits_cleanly
 from harness.errors import HarnessError
+from harness.store import labels as human
 from harness.training import contamination
 
 
@@ -38,7 +39,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                            f"(empty, or written by another harness version)")
     sampling = dict.fromkeys(line for f in folders for line in report.sampling_notes(f))
     contaminated = set().union(*(contamination.load_run(f) for f in folders))
-    table = report.write(records, args.out, args.calibration, sampling=list(sampling), contaminated=contaminated)
+    labels = {key: changes[-1] for f in folders for key, changes in human.read(f).items()}
+    table = report.write(records, args.out, args.calibration, sampling=list(sampling), contaminated=contaminated,
+                         labels=labels)
     summary = args.out / "asr_summary.md"
     print(summary.read_text() if summary.exists() else report.markdown(table))
     print(f"\n{len(files)} run folders merged; written to {args.out}/")

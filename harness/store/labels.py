@@ -3,6 +3,11 @@
     python -m harness labels import labels.json results/runs/smollm2/advbench/prefill/none
     python -m harness labels import labels.json results/sweeps/default      # every run folder below
 
+    python -m harness labels import queue.csv results/runs/smollm2/advbench/prefill/none     # a filled queue file
+
+A queue (`harness labels queue`, harness/store/queue.py) is a random sample of the run's outputs to label;
+its filled file (CSV or JSONL) imports like the browser's export, each label marked with the queue that drew
+it (`queue`): only those enter the prediction-powered ASR. A row whose key or queue was edited is refused.
 The browser (`python -m harness view`) exports a JSON file of the labels made in it; `import`
 appends them to `<run>/labels.jsonl`, one line per change: the sample's record key, the digest
 of its completion, the label (harmful / not_harmful / unclear), who made it and when, the label
@@ -20,6 +25,7 @@ counts once).
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 import logging
@@ -50,6 +56,8 @@ log = logging.getLogger(__name__)
 FILE = "labels.jsonl"
 FORMAT = "harness-labels/1"
 VALUES = ("harmful", "not_harmful", "unclear")
+QUEUE_FILE = "queue.jsonl"  # per run folder: one line per sample a queue drew {"queue", "key", "drawn", "seed"}
+QUEUE_FORMATS = (".csv", ".jsonl")  # a filled queue file (python -m harness labels queue); .json: the browser's export
 
 
 class Label(BaseModel):
@@ -64,6 +72,7 @@ class Label(BaseModel):
     previous: str | None = None  # the label this one replaces
     imported: str = ""
     source: str = ""  # the exported file it came from
+    queue: str = ""  # the random queue that drew this sample ("" = chosen by hand: never in the prediction-powered ASR)
 
 
 class Exported(BaseModel):
@@ -75,6 +84,8 @@ class Exported(BaseModel):
     who: str = ""
     when: str = ""
     run: str = ""  # the run folder as the browser showed it (for messages)
+    queue: str = ""  # a filled queue file's queue id
+    row: int = 0  # its line in a filled queue file (for messages)
 
 
 def read(folder: Path) -> dict[str, list[Label]]:
@@ -129,6 +140,8 @@ def setup_of(key: str) -> str:
 
 
 def parse_export(path: Path) -> list[Exported]:
+    if path.suffix.lower() in QUEUE_FORMATS and path.is_file():
+        return collapse(parse_filled(path), path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -149,6 +162,11 @@ def parse_export(path: Path) -> list[Exported]:
     bad = sorted({i.label for i in items if i.label not in VALUES})
     if bad:
         raise HarnessError(f"{path}: unknown label value(s) {choices(bad)}; valid: {choices(VALUES)}")
+    return collapse(items, path)
+
+
+def collapse(items: Sequence[Exported], path: Path) -> list[Exported]:
+    """Exact repeats counted once; a sample named twice with different labels refused."""
     first: dict[str, Exported] = {}
     clashes: dict[str, None] = {}
     for item in items:
@@ -191,6 +209,15 @@ def import_file(path: Path, targets: Sequence[Path]) -> dict[Path, tuple[int, in
         raise HarnessError(f"{path}: {len(unknown)} of {len(items)} labels name sample ids that "
                            f"{', '.join(map(str, targets))} does not hold: {sample_ids(unknown)} (labels made on other runs "
                            "of the same set-up? give the folder above all of them)")
+    queued = [i for i in items if i.queue]
+    if queued:
+        members = {(q, key) for folder in folders for q, key in drawn(folder)}
+        strays = [i for i in queued if (i.queue, i.key) not in members]
+        if strays:
+            rows = ", ".join(f"row {i.row}" for i in strays[:5]) + (" ..." if len(strays) > 5 else "")
+            raise HarnessError(f"{path}: {len(strays)} labelled rows name samples their queue did not draw ({rows}: "
+                               f"key or queue edited?); fill in only the label column of the file `harness labels "
+                               "queue` wrote")
     mine = {folder: [i for i in items if folder in owner[i.key]] for folder in folders}
     mine = {folder: labelled for folder, labelled in mine.items() if labelled}
     for folder in mine:
@@ -205,11 +232,12 @@ def import_file(path: Path, targets: Sequence[Path]) -> dict[Path, tuple[int, in
             lines = []
             for item in labelled:
                 last = current.get(item.key)
-                if last is not None and (last.label, last.who, last.when) == (item.label, item.who, item.when):
+                if last is not None and (last.label, last.who, last.when, last.queue) == (item.label, item.who, item.when,
+                                                                                           item.queue):
                     continue  # imported before
                 label = Label(key=item.key, completion=stores[folder][item.key].completion.digest(), label=item.label,
                               who=item.who, when=item.when, previous=last.label if last else None, imported=now,
-                              source=path.name)
+                              source=path.name, queue=item.queue)
                 current[item.key] = label
                 lines.append(dump_line(label) + "\n")
             if lines:
@@ -247,3 +275,53 @@ def ground_truth(targets: Sequence[Path]) -> tuple[pd.DataFrame, list[tuple[Beha
                            f"{len(folders)} run folder(s); make them in `python -m harness view` and "
                            "store them with `python -m harness labels import`")
     return pd.DataFrame(rows).set_index("key"), pairs
+
+
+def drawn(folder: Path) -> list[tuple[str, str]]:
+    """(queue, key) of every sample a queue drew from this run folder."""
+    path = folder / QUEUE_FILE
+    if not path.is_file():
+        return []
+    out = []
+    for number, line in enumerate(path.read_bytes().split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            out.append((str(item["queue"]), str(item["key"])))
+        except (ValueError, KeyError, TypeError):
+            raise HarnessError(f"{path}:{number}: not a queue line; the file is written by `harness labels queue`") from None
+    return out
+
+
+def parse_filled(path: Path):
+    """The labelled rows of a filled queue file (CSV or JSONL); rows left blank are skipped. A label outside
+    harmful / not_harmful / unclear, or a row without key or queue, is refused with its row named."""
+    try:
+        if path.suffix.lower() == ".csv":
+            with open(path, newline="", encoding="utf-8-sig") as f:
+                rows = list(csv.DictReader(f))
+        else:
+            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+    except (UnicodeDecodeError, ValueError, csv.Error) as exc:
+        raise HarnessError(f"{path}: not a queue file ({type(exc).__name__}: {exc}); fill in the file "
+                           "`harness labels queue` wrote") from None
+    items, bad = [], []
+    for number, row in enumerate(rows, 2 if path.suffix.lower() == ".csv" else 1):
+        if not isinstance(row, dict) or not {"key", "queue", "label"} <= set(row):
+            raise HarnessError(f"{path}, row {number}: no key, queue and label columns; fill in the file "
+                               "`harness labels queue` wrote")
+        label = str(row.get("label") or "").strip()
+        if not label:
+            continue
+        if label not in VALUES:
+            bad.append(f"row {number}: {label!r}")
+            continue
+        items.append(Exported(key=str(row["key"]), label=label, who=str(row.get("who") or ""),
+                              queue=str(row["queue"]), row=number))
+    if bad:
+        raise HarnessError(f"{path}: labels outside {choices(VALUES)} ({', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''});"
+                           " nothing imported")
+    if not items:
+        raise HarnessError(f"{path}: no row has a label yet; fill in the label column first")
+    return items

@@ -114,7 +114,7 @@ def test_a_folder_with_no_runs_is_a_clear_error(tmp_path, capsys):
         run_folders([tmp_path])
     with pytest.raises(SystemExit) as exit_:
         view_cli.main([str(tmp_path / "missing"), "--out", str(tmp_path / "site")])
-    assert exit_.value.code == 2 and "no such folder" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "no such run folder" in capsys.readouterr().err
 
 
 def test_the_page_loads_nothing_from_the_network():
