@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from harness.errors import ExitCode, HarnessError
 from harness.util import secrets
+from harness.util.calls import ctrl_c_stops
 
 log = logging.getLogger("harness")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,7 +43,8 @@ def exits_cleanly(fn: F) -> F:
         from hydra.errors import InstantiationException
 
         try:
-            return fn(*args, **kwargs)
+            with ctrl_c_stops():
+                return fn(*args, **kwargs)
         except KeyboardInterrupt:
             log.error("interrupted; everything generated so far is in records.jsonl and a re-run resumes")
             sys.exit(ExitCode.INTERRUPTED)

@@ -11,12 +11,37 @@ yielded, and so written by the caller.
 from __future__ import annotations
 
 import queue
+import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 POLL_S = 0.2  # how often a waiting consumer wakes up (so Ctrl-C is seen at once)
+# Set by Ctrl-C (`ctrl_c_stops`): Python raises KeyboardInterrupt wherever the main thread happens to be, and
+# where that is a finalizer (a __del__, a generator closed by the garbage collector) it is printed as "ignored"
+# and lost. A waiting consumer checks this flag on every poll, so such a Ctrl-C still stops the wait.
+INTERRUPTED = threading.Event()
+
+
+@contextmanager
+def ctrl_c_stops() -> Iterator[None]:
+    """While the block runs (main thread only), Ctrl-C also sets INTERRUPTED before raising KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupted(signum: int, frame: Any) -> None:
+        INTERRUPTED.set()
+        raise KeyboardInterrupt
+
+    INTERRUPTED.clear()
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 Outcome = tuple[int, Any, BaseException | None]  # (the item's index, fn's result, or the exception it raised)
@@ -49,6 +74,8 @@ def concurrently(fn: Callable[[T], Any], items: Sequence[T], workers: int) -> It
                     yield done.get(timeout=POLL_S)
                     break
                 except queue.Empty:
+                    if INTERRUPTED.is_set():  # a Ctrl-C whose KeyboardInterrupt a finalizer swallowed
+                        raise KeyboardInterrupt from None
                     continue
     finally:
         stop.set()
