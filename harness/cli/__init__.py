@@ -27,6 +27,9 @@ def main() -> None:
         name = sys.argv[1].replace("_", "-")
         sys.argv = [f"harness {name}", *sys.argv[2:]]
         sys.exit(importlib.import_module(COMMANDS[name]).main(sys.argv[1:]) or 0)
+    if len(sys.argv) > 1 and sys.argv[1] in ("--help", "-h"):
+        print("harness [group=option ...] [key=value ...] [--multirun] [--wait]: a run (below: its config groups)\n"
+              f"harness COMMAND ...: {', '.join(COMMANDS)} (harness COMMAND --help)\n")
     from harness.cli.run import cli
 
     cli()
