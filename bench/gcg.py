@@ -17,7 +17,8 @@ did internally; nanoGCG's code and algorithm run unchanged.
 
 Writes results/bench/gcg.{json,md,png}.
 
-    pip install --no-deps nanogcg==0.3.0          # it pins transformers<=4.47.1, which the harness cannot use
+    pip install -e . scipy && pip install --no-deps nanogcg==0.3.0   # nanogcg pins transformers<=4.47.1, which the
+                                                 # harness cannot use; its imports (torch, transformers, scipy, tqdm) come from here
     python bench/gcg.py                          # tiny + embedded SmolLM2, CPU-sized settings
     python bench/gcg.py --models smollm2 --steps 50 --width 512 --topk 256 --behaviors 5   # reference width (GPU)
     python bench/gcg.py --models smollm2-aligned --steps 5 --width 512 --topk 256 --name gcg_width512   # reference width, CPU
