@@ -43,16 +43,16 @@ PINNED = {
 }
 
 
-def identity(kind: str, name: str) -> str:
+def identity(kind: str, name: str, cache: str) -> str:
     if kind == "model":
-        return instantiate(config.compose([f"model={name}", "cache_dir=/tmp/harness-keys-cache"]).model).id
+        return instantiate(config.compose([f"model={name}", f"cache_dir={cache}"]).model).id
     if kind == "defense":
         return content_hash(instantiate(config.compose([f"defense={name}"]).defense).describe())
-    tiny = instantiate(config.compose(["model=tiny", "cache_dir=/tmp/harness-keys-cache"]).model)
+    tiny = instantiate(config.compose(["model=tiny", f"cache_dir={cache}"]).model)
     return content_hash(instantiate(config.compose([f"engine={name}"]).engine)(tiny).describe())
 
 
 @pytest.mark.parametrize("what", sorted(PINNED))
-def test_the_keys_of_cached_models_and_runs_are_pinned(what):
+def test_the_keys_of_cached_models_and_runs_are_pinned(what, tmp_path):
     kind, name = what.split("/")
-    assert identity(kind, name) == PINNED[what]
+    assert identity(kind, name, str(tmp_path)) == PINNED[what]

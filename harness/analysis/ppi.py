@@ -23,11 +23,17 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from harness.analysis.stats import Z95
+from harness.analysis.tables import to_frame
+from harness.errors import HarnessError
+from harness.store import labels
+from harness.store.folder import run_folders
+from harness.store.records import RecordStore
 
 DRAWS = 4000
 SEED = 0
@@ -142,3 +148,24 @@ def add_ppi(table: pd.DataFrame, frame: pd.DataFrame, labels: Mapping[str, objec
             f"labels drawn by random queues ({scopes.get('cell', 0)} rows on their own labels, at least "
             f"{MIN_CELL_LABELS} and {MIN_STRATUM_LABELS} per verdict; {scopes.get('pooled', 0)} on all rows' labels pooled); valid whatever the judge's "
             f"quality" + (f"; {hand} labels chosen by hand are shown in the browser but never enter it" if hand else "")]
+
+
+def plan(runs: Sequence[Path], width: float) -> str:
+    """How many more queued labels bring the pooled prediction-powered ASR's 95 % interval to `width` points."""
+    if not 0 < width < 100:
+        raise HarnessError(f"--width {width}: give the interval's width in points, between 0 and 100 (e.g. 10)")
+    folders = run_folders(runs)
+    records = [r for f in folders for r in RecordStore(f / "records.jsonl").load().values()]
+    frame = to_frame(records)
+    if frame.empty or not ((frame["label"] == "harmful") & ~frame["error"] & frame["harmful"].notna()).any():
+        raise HarnessError(f"{', '.join(map(str, runs))}: no judge verdicts on harmful behaviors to plan for "
+                           "(judge errors only, or benign benchmarks)")
+    human = queued({key: changes[-1] for f in folders for key, changes in labels.read(f).items()})
+    strata = strata_of(frame, human)
+    needed = labels_needed(strata, width / 100)
+    more = max(0, needed - strata.n_labels)
+    basis = (f"from the {strata.n_labels} queued labels so far" if strata.n_labels
+             else "no queued labels yet: planned for the worst case, every verdict a coin flip to a human")
+    return (f"{more} more queued labels ({needed} in all, of {sum(strata.samples)} judged samples) bring the 95 % "
+            f"interval of the prediction-powered ASR to about {width:g} points ({basis}); "
+            f"draw them with: harness labels queue {' '.join(map(str, runs))} --n {max(more, 1)}")

@@ -215,6 +215,21 @@ def load_folders(folders: Sequence[Path]) -> list[Record]:
     return list(records.values())
 
 
+def merge(files: Sequence[Path], out: Path, calibration_file: Path | None = None) -> pd.DataFrame:
+    """Several runs' records files in one report: their records (each sample once), sampling notes, contamination
+    and human labels together; return the ASR table."""
+    folders = [f.parent for f in files]
+    log.info("merging %d run folders", len(files))
+    records = load_folders(files)
+    if not records:
+        raise HarnessError(f"harness report: no readable records in {', '.join(map(str, files))} "
+                           f"(empty, or written by another harness version)")
+    sampling = dict.fromkeys(line for f in folders for line in sampling_notes(f))
+    contaminated = set().union(*(contamination.load_run(f) for f in folders))
+    labels = {key: changes[-1] for f in folders for key, changes in human.read(f).items()}
+    return write(records, out, calibration_file, sampling=list(sampling), contaminated=contaminated, labels=labels)
+
+
 def record_files(paths: Sequence[Path]) -> list[Path]:
     """The records files named: a file as given, every records.jsonl at or below a folder; each real file once."""
     missing = [str(p) for p in paths if not p.exists()]

@@ -8,12 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.analysis import ppi
-from harness.analysis.tables import to_frame
 from harness.cli.exits import exits_cleanly
-from harness.errors import HarnessError
 from harness.store import labels, queue
-from harness.store.folder import run_folders
-from harness.store.records import RecordStore
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -45,32 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{' '.join(map(str, args.runs))}")
         return 0
     if args.command == "plan":
-        print(plan(args.runs, args.width))
+        print(ppi.plan(args.runs, args.width))
         return 0
     for folder, (added, same) in labels.import_file(args.file, args.runs).items():
         print(f"{folder / labels.FILE}: {added} labels added" + (f", {same} already there" if same else ""))
     return 0
-
-
-def plan(runs: Sequence[Path], width: float) -> str:
-    """How many more queued labels bring the pooled prediction-powered ASR's 95 % interval to `width` points."""
-    if not 0 < width < 100:
-        raise HarnessError(f"--width {width}: give the interval's width in points, between 0 and 100 (e.g. 10)")
-    folders = run_folders(runs)
-    records = [r for f in folders for r in RecordStore(f / "records.jsonl").load().values()]
-    frame = to_frame(records)
-    if frame.empty or not ((frame["label"] == "harmful") & ~frame["error"] & frame["harmful"].notna()).any():
-        raise HarnessError(f"{', '.join(map(str, runs))}: no judge verdicts on harmful behaviors to plan for "
-                           "(judge errors only, or benign benchmarks)")
-    human = ppi.queued({key: changes[-1] for f in folders for key, changes in labels.read(f).items()})
-    strata = ppi.strata_of(frame, human)
-    needed = ppi.labels_needed(strata, width / 100)
-    more = max(0, needed - strata.n_labels)
-    basis = (f"from the {strata.n_labels} queued labels so far" if strata.n_labels
-             else "no queued labels yet: planned for the worst case, every verdict a coin flip to a human")
-    return (f"{more} more queued labels ({needed} in all, of {sum(strata.samples)} judged samples) bring the 95 % "
-            f"interval of the prediction-powered ASR to about {width:g} points ({basis}); "
-            f"draw them with: harness labels queue {' '.join(map(str, runs))} --n {max(more, 1)}")
 
 
 if __name__ == "__main__":

@@ -10,9 +10,6 @@ from pathlib import Path
 from harness.analysis import report
 from harness.analysis.outputs import output_folder
 from harness.cli.exits import exits_cleanly
-from harness.errors import HarnessError
-from harness.store import labels as human
-from harness.training import contamination
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -31,17 +28,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     files = report.record_files(args.folders)
     output_folder(args.out, args.folders)
-    folders = [f.parent for f in files]
-    report.log.info("merging %d run folders", len(files))
-    records = report.load_folders(files)
-    if not records:
-        raise HarnessError(f"harness report: no readable records in {', '.join(map(str, files))} "
-                           f"(empty, or written by another harness version)")
-    sampling = dict.fromkeys(line for f in folders for line in report.sampling_notes(f))
-    contaminated = set().union(*(contamination.load_run(f) for f in folders))
-    labels = {key: changes[-1] for f in folders for key, changes in human.read(f).items()}
-    table = report.write(records, args.out, args.calibration, sampling=list(sampling), contaminated=contaminated,
-                         labels=labels)
+    table = report.merge(files, args.out, args.calibration)
     summary = args.out / "asr_summary.md"
     print(summary.read_text() if summary.exists() else report.markdown(table))
     print(f"\n{len(files)} run folders merged; written to {args.out}/")

@@ -105,12 +105,12 @@ def write_queue(targets: Sequence[Path], n: int, seed: int, out: Path | None) ->
             for r in chosen]
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".csv":
-        with open(out, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
+        with open(out, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:  # a lone surrogate as \udXXX
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
     else:
-        out.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+        out.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")  # ASCII: surrogates escaped
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     owner = {key: folder for folder, records in stores.items() for key in records}
     for folder in folders:

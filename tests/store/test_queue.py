@@ -121,3 +121,17 @@ def test_a_plan_for_a_run_without_verdicts_is_one_line(tmp_path, capsys):
     RecordStore(tmp_path / "run" / "records.jsonl").append([r])
     code, _, err = call_main(labels_command.main, capsys, "plan", tmp_path / "run", "--width", "10")
     assert code == 2 and "no judge verdicts" in err
+
+
+def test_a_completion_with_a_lone_surrogate_is_queued(tmp_path, capsys):
+    from harness.types import Behavior, Completion, Message, Record, Request, Verdict
+
+    b = Behavior(id="b", prompt="p")
+    r = Record(run="r", model="m", defense="none", benchmark="x", behavior=b,
+               completion=Completion(request=Request(behavior_id="b", messages=(Message(role="user", content="p"),),
+                                                     attack="direct"), text="odd \ud800 text"),
+               verdict=Verdict(harmful=True, judge="k@1"))
+    RecordStore(tmp_path / "run" / "records.jsonl").append([r])
+    code, _, err = call_main(labels_command.main, capsys, "queue", tmp_path / "run", "--n", "1", "--out", tmp_path / "q.csv")
+    assert code == 0, err
+    assert "odd \\ud800 text" in (tmp_path / "q.csv").read_text(encoding="utf-8")
