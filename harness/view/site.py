@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import shutil
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from harness.analysis.outputs import refuse_runs
 from harness.errors import HarnessError
 from harness.types import Record, Sampling, content_hash
 from harness.view.collect import Run, json_value, table_rows
@@ -146,32 +146,14 @@ def is_file(path: Path) -> bool:
         return False
 
 
-def records_below(folder: Path) -> Path | None:
-    """A records.jsonl in or below the folder (links not followed), or None."""
-    for parent, _, files in os.walk(folder):
-        if "records.jsonl" in files:
-            return Path(parent) / "records.jsonl"
-    return None
-
-
 def check_out(out: Path, inputs: Sequence[Path]) -> None:
     """Refuse (HarnessError) a site folder the builder may not write; nothing is read or written."""
     where = out.resolve()
     done = "; the site builder writes only into its own folder: choose an empty or new folder"
-    for folder in (where, *where.parents):  # the folder, or the nearest one that exists, must be a folder
-        if folder.exists() or folder.is_symlink():
-            if not folder.is_dir():
-                what = "it is not a folder" if folder == where else f"{folder} is not a folder"
-                raise HarnessError(f"--out {out}: {what}{done}")
-            break
-    for folder in (where, *where.parents):
-        if is_file(folder / "records.jsonl"):
-            what = "a run folder" if folder == where else f"inside the run folder {folder}"
-            raise HarnessError(f"--out {out}: it is {what}{done}")
-    for path in inputs:
-        given = path.resolve()
-        if given == where or where in given.parents:
-            raise HarnessError(f"--out {out}: it holds the input {path}{done}")
+    try:
+        refuse_runs(out, inputs)
+    except HarnessError as exc:
+        raise HarnessError(f"{exc}{done}") from None
     if not where.is_dir():
         return
     if not marked(where):
@@ -181,10 +163,6 @@ def check_out(out: Path, inputs: Sequence[Path]) -> None:
             raise HarnessError(f"--out {out}: cannot read it ({exc.strerror}){done}") from exc
         if full:
             raise HarnessError(f"--out {out}: it holds files it did not make; choose an empty or new folder")
-        return
-    found = records_below(where)
-    if found is not None:
-        raise HarnessError(f"--out {out}: it holds run records ({found}){done}")
 
 
 def remove(path: Path) -> None:
