@@ -95,7 +95,8 @@ class SmoothEngine(Engine):
         return Completion(request=request, sample=sample, text=chosen.text, finish_reason=chosen.finish_reason,
                           prompt_tokens=sum(c.prompt_tokens for c in outputs),
                           completion_tokens=sum(c.completion_tokens for c in outputs),
-                          engine=self.name, model=self.model.id, blocked=reason)
+                          engine=self.name, model=self.model.id, blocked=reason,
+                          **self.inner.rendering(chosen.request))  # what the model saw: the chosen perturbed copy
 
     def stream(self, requests: Sequence[Request]) -> Iterator[list[Completion]]:
         for start in range(0, len(requests), self.chunk):

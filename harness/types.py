@@ -111,6 +111,16 @@ class Completion(Frozen):
     engine: str = ""
     model: str = ""
     blocked: str = ""  # why an inference-time defense replaced the output with a refusal ("" = it did not)
+    # bookkeeping, in no key and not in digest() (a stored label still finds its completion): what the model saw,
+    # filled by the run loop (Engine.stamped) for every completion it stores; None in records written before.
+    rendered: tuple[Message, ...] | None = None  # the messages handed to the chat template or API, the card's system prompt in
+    prompt_text: str | None = None  # the chat template's text, assistant turn open, then the prefill (None: a server rendered it)
+
+    UNKEYED: ClassVar[frozenset[str]] = frozenset({"rendered", "prompt_text"})
+
+    def digest(self) -> str:
+        """The content hash of the completion without the bookkeeping fields (what a human label is stored under)."""
+        return content_hash(self.model_dump(mode="json", exclude=set(self.UNKEYED)))
 
 
 class Verdict(Frozen):

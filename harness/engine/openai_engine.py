@@ -161,6 +161,10 @@ class OpenAIEngine(Engine):
         self._client: Any = None
         self._checked = False
 
+    @property
+    def renders_prompt(self) -> bool:  # type: ignore[override]
+        return self.api == "completions"  # on the chat API the server applies its own template
+
     def describe(self) -> dict[str, Any]:
         """What decides the outputs: endpoint, served model, API and prompt form. Never the key."""
         out = {**super().describe(), "served_model": self.served_model}

@@ -119,7 +119,7 @@ def run(exp: Experiment) -> Outcome:
     generated, failed = 0, None
     if todo:
         try:
-            for batch in engine.stream(todo):
+            for batch in map(engine.stamped, engine.stream(todo)):  # each with the messages the model saw
                 # a partial request (fewer than n samples stored) regenerates all n; keep the stored ones
                 fresh = [r for r in judged(batch) if r.key not in have]
                 store.append(fresh)

@@ -8,6 +8,10 @@
 A queue (`harness labels queue`, harness/store/queue.py) is a random sample of the run's outputs to label;
 its filled file (CSV or JSONL) imports like the browser's export, each label marked with the queue that drew
 it (`queue`): only those enter the prediction-powered ASR. A row whose key or queue was edited is refused.
+The browser's export marks its labels the same way (a label on a sample a queue drew names that queue), and
+names the run folder each was made on by a fingerprint (a hash of its path), so labels made on two copies of
+a run go back to their own copy. A label claiming a queue for a sample that queue did not draw (in the folder
+it goes to) is refused like an edited row.
 The browser (`python -m harness view`) exports a JSON file of the labels made in it; `import`
 appends them to `<run>/labels.jsonl`, one line per change: the sample's record key, the digest
 of its completion, the label (harmful / not_harmful / unclear), who made it and when, the label
@@ -50,7 +54,7 @@ from harness.store.records import (
     whole_json,
     write_all,
 )
-from harness.types import Behavior, Completion
+from harness.types import Behavior, Completion, content_hash
 
 log = logging.getLogger(__name__)
 FILE = "labels.jsonl"
@@ -84,8 +88,13 @@ class Exported(BaseModel):
     who: str = ""
     when: str = ""
     run: str = ""  # the run folder as the browser showed it (for messages)
-    queue: str = ""  # a filled queue file's queue id
+    folder: str = ""  # the browser's export: the fingerprint of the run folder it was made on (`fingerprint`)
+    queue: str = ""  # the queue that drew the sample (a filled queue file's, or the browser's mark)
     row: int = 0  # its line in a filled queue file (for messages)
+
+    def where(self) -> str:
+        """The label in a message: its row in a queue file, else its sample id."""
+        return f"row {self.row}" if self.row else self.key
 
 
 def read(folder: Path) -> dict[str, list[Label]]:
@@ -134,6 +143,12 @@ def parse_labels(data: bytes, path: Path) -> dict[str, list[Label]]:
     return history
 
 
+def fingerprint(folder: Path) -> str:
+    """A run folder's identity in the browser: a hash of its resolved path (never the path itself), so two copies
+    of a run keep their own labels in the page and an export's labels go back to the copy they were made on."""
+    return content_hash(str(Path(folder).resolve()))
+
+
 def setup_of(key: str) -> str:
     """The set-up of a record key `<setup>:<request>:<sample>` (a set-up may hold ':')."""
     return key.rsplit(":", 2)[0]
@@ -166,12 +181,13 @@ def parse_export(path: Path) -> list[Exported]:
 
 
 def collapse(items: Sequence[Exported], path: Path) -> list[Exported]:
-    """Exact repeats counted once; a sample named twice with different labels refused."""
-    first: dict[str, Exported] = {}
+    """Exact repeats counted once; a sample named twice with different labels refused (the browser's labels of
+    two copies of a run, told apart by `folder`, are two samples)."""
+    first: dict[tuple[str, str], Exported] = {}
     clashes: dict[str, None] = {}
     for item in items:
-        seen = first.setdefault(item.key, item)
-        if (seen.label, seen.who, seen.when) != (item.label, item.who, item.when):
+        seen = first.setdefault((item.folder, item.key), item)
+        if (seen.label, seen.who, seen.when, seen.queue) != (item.label, item.who, item.when, item.queue):
             clashes[item.key] = None
     if clashes:
         raise HarnessError(f"{path}: {len(clashes)} sample id(s) are named more than once with different labels: "
@@ -209,17 +225,30 @@ def import_file(path: Path, targets: Sequence[Path]) -> dict[Path, tuple[int, in
         raise HarnessError(f"{path}: {len(unknown)} of {len(items)} labels name sample ids that "
                            f"{', '.join(map(str, targets))} does not hold: {sample_ids(unknown)} (labels made on other runs "
                            "of the same set-up? give the folder above all of them)")
-    queued = [i for i in items if i.queue]
-    if queued:
-        members = {(q, key) for folder in folders for q, key in drawn(folder)}
-        strays = [i for i in queued if (i.queue, i.key) not in members]
-        if strays:
-            rows = ", ".join(f"row {i.row}" for i in strays[:5]) + (" ..." if len(strays) > 5 else "")
-            raise HarnessError(f"{path}: {len(strays)} labelled rows name samples their queue did not draw ({rows}: "
-                               f"key or queue edited?); fill in only the label column of the file `harness labels "
-                               "queue` wrote")
-    mine = {folder: [i for i in items if folder in owner[i.key]] for folder in folders}
-    mine = {folder: labelled for folder, labelled in mine.items() if labelled}
+    prints = {folder: fingerprint(folder) for folder in folders}
+    places = {id(i): [f for f in owner[i.key] if prints[f] == i.folder] or owner[i.key] for i in items}
+    mine: dict[Path, list[Exported]] = {}
+    twice: dict[str, None] = {}
+    for folder in folders:
+        here: dict[str, Exported] = {}
+        for i in items:
+            if folder in places[id(i)]:
+                seen = here.setdefault(i.key, i)
+                if (seen.label, seen.who, seen.when, seen.queue) != (i.label, i.who, i.when, i.queue):
+                    twice[i.key] = None
+        if here:
+            mine[folder] = list(here.values())
+    if twice:
+        raise HarnessError(f"{path}: {len(twice)} sample id(s) would get two different labels in one run folder: "
+                           f"{sample_ids(list(twice))} (labels made on two copies of a run, imported where only one "
+                           "copy is?); give the run folders they were made on")
+    queues = {folder: set(drawn(folder)) for folder in mine}
+    strays = [i for folder, labelled in mine.items() for i in labelled if i.queue and (i.queue, i.key) not in queues[folder]]
+    if strays:
+        shown = ", ".join(i.where() for i in strays[:5]) + (" ..." if len(strays) > 5 else "")
+        raise HarnessError(f"{path}: {len(strays)} labels name samples their queue did not draw ({shown}: key or queue "
+                           "edited, or the run folder's queue.jsonl lost?); label only the samples `harness labels queue` "
+                           "drew: its file's label column, or the browser's queue view")
     for folder in mine:
         read(folder)  # every labels file readable before anything is written
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -1,5 +1,5 @@
 """Read what the browser shows: run folders, every record with every judge's verdict, the run's
-ASR table (with its 95 % interval) and its human labels.
+ASR table (with its 95 % interval), its human labels and the samples its queues drew.
 
 A record's history matters here: `records.jsonl` keeps every verdict appended for a completion
 (a re-judged run holds the old judge's line and the new one), so each sample carries the latest
@@ -35,6 +35,8 @@ class Run:
     labels: dict[str, human.Label] = field(default_factory=dict)  # record key -> latest human label
     history: dict[str, list[human.Label]] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
+    queues: dict[str, str] = field(default_factory=dict)  # record key -> the queue that drew it (queue.jsonl)
+    fingerprint: str = ""  # the folder's identity in the page (labels.fingerprint: a hash of its path, not the path)
 
 
 def read_table(folder: Path, samples: Sequence[Sample]) -> pd.DataFrame:
@@ -79,8 +81,10 @@ def load_runs(paths: Sequence[Path]) -> list[Run]:
             samples=samples, table=read_table(folder, samples), history=history,
             labels={key: changes[-1] for key, changes in history.items()},
             files=sorted(p for pattern in TABLE_FILES for p in folder.glob(pattern)),
+            queues={key: queue for queue, key in human.drawn(folder)}, fingerprint=human.fingerprint(folder),
         ))
-        log.info("%s: %d samples, %d human labels", folder, len(samples), len(history))
+        log.info("%s: %d samples, %d human labels, %d drawn by a queue", folder, len(samples), len(history),
+                 len(runs[-1].queues))
     return runs
 
 

@@ -6,7 +6,7 @@ works opened straight from disk (file:// forbids fetch); nothing is loaded from 
 
     site/index.html, site/assets/*        the page, its code and the vendored Tabulator
     site/data/meta.js                     runs, overview rows (asr.csv + interval), lookup tables
-    site/data/index.js                    one entry per sample, columnar: what filters and the diff need
+    site/data/index.js                    one entry per sample, columnar: what filters, the diff and the queues need
     site/data/chunk-00000.js ...          the transcripts, CHUNK samples each, loaded lazily
     site/runs/<i>/                        each run's tables and plots, copied
     site/.harness-site                    the marker: this folder is a site the builder made
@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import re
 import shutil
+from collections import Counter
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -91,17 +92,23 @@ class Lookup:
 
 
 def transcript(run: Run, sample, key: str) -> dict[str, Any]:
+    """One sample as the page shows it. `messages` are what the model saw: the messages as the engine rendered
+    them (the card's system prompt included), or, in a record written before they were stored (`stored`
+    false), the request's; `prompt_text` the chat template's text with the prefill, where the harness rendered it."""
     r: Record = sample.record
-    req = r.completion.request
-    role = {m.role: m.content for m in req.messages if m.role == "system"}
+    c = r.completion
+    req = c.request
+    messages = c.rendered if c.rendered is not None else req.messages
+    role = {m.role: m.content for m in messages if m.role == "system"}
     return {
         "key": key, "run": run.label, "model": r.model, "defense": r.defense, "benchmark": r.benchmark,
         "attack": req.attack, "params": req.params, "sampling": req.sampling.model_dump(),
         "behavior": r.behavior.model_dump(exclude_defaults=True),
-        "messages": [m.model_dump() for m in req.messages], "system": role.get("system", ""),
-        "prefill": req.prefill, "prefill_tokens": req.prefill_tokens, "completion": r.completion.text,
-        "finish": r.completion.finish_reason, "tokens": [r.completion.prompt_tokens, r.completion.completion_tokens],
-        "engine": r.completion.engine, "sample": r.completion.sample,
+        "messages": [m.model_dump() for m in messages], "system": role.get("system", ""),
+        "stored": c.rendered is not None, "prompt_text": c.prompt_text, "blocked": c.blocked,
+        "prefill": req.prefill, "prefill_tokens": req.prefill_tokens, "completion": c.text,
+        "finish": c.finish_reason, "tokens": [c.prompt_tokens, c.completion_tokens],
+        "engine": c.engine, "sample": c.sample, "queue": run.queues.get(key, ""),
         "verdicts": [v.model_dump(exclude_defaults=True) for v in sample.verdicts.values()],
         "latest": r.verdict.judge,
         "human": [h.model_dump(exclude_defaults=True, exclude={"key", "completion"}) for h in run.history.get(key, [])],
@@ -204,9 +211,9 @@ def build(runs: Sequence[Run], out: Path, title: str = "harness results", chunk:
             (out / "index.html").write_bytes(item.read_bytes())
         elif item.is_file():
             (out / "assets" / item.name).write_bytes(item.read_bytes())
-    behaviors, categories, configs, decodings, judges, setups = (Lookup() for _ in range(6))
+    behaviors, categories, configs, decodings, judges, setups, queues = (Lookup() for _ in range(7))
     columns: dict[str, list] = {c: [] for c in ("run", "beh", "cat", "cfg", "dec", "v", "score", "err", "jd", "hl",
-                                                 "setup", "req", "smp", "judge")}
+                                                 "setup", "req", "smp", "judge", "q")}
     buffer: list[dict] = []
     parts = 0
 
@@ -231,6 +238,7 @@ def build(runs: Sequence[Run], out: Path, title: str = "harness results", chunk:
                 ("err", int(bool(r.verdict.error))), ("jd", int(len(decided) > 1)),
                 ("hl", HUMAN.index(human.label) if human else -1), ("setup", setups(setup)), ("req", request),
                 ("smp", int(number)), ("judge", judges(r.verdict.judge.split("@")[0])),
+                ("q", queues(run.queues[key]) if key in run.queues else -1),
             ):
                 columns[column].append(value)
             buffer.append(transcript(run, sample, key))
@@ -244,16 +252,21 @@ def build(runs: Sequence[Run], out: Path, title: str = "harness results", chunk:
         folder.mkdir(parents=True)
         for f in run.files:
             shutil.copy2(f, folder / f.name)
-        # "path": the label (relative to the paths viewed), never this machine's absolute path
-        run_meta.append({"label": run.label, "path": run.label, "samples": len(run.samples),
-                         "labels": len(run.labels), "files": [f"runs/{i}/{f.name}" for f in run.files]})
+        # "path": the label (relative to the paths viewed), never this machine's absolute path; "fingerprint":
+        # a hash of it, which keys the labels made in the page (two copies of a run keep their own)
+        drawn = Counter(run.queues[s.key] for s in run.samples if s.key in run.queues)
+        run_meta.append({"label": run.label, "path": run.label, "fingerprint": run.fingerprint,
+                         "samples": len(run.samples), "labels": len(run.labels), "queues": dict(drawn),
+                         "files": [f"runs/{i}/{f.name}" for f in run.files]})
     total = len(columns["run"])
+    sizes = {q: columns["q"].count(n) for n, q in enumerate(queues.values)}
     meta = {
         "title": title, "built": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "site": content_hash([run.label for run in runs] + [total]), "samples": total, "chunk": chunk,
         "chunks": parts, "runs": run_meta, "overview": overview, "params": params,
         "lookups": {"beh": behaviors.values, "cat": categories.values, "cfg": configs.values,
-                    "dec": decodings.values, "judge": judges.values, "setup": setups.values},
+                    "dec": decodings.values, "judge": judges.values, "setup": setups.values, "q": queues.values},
+        "queues": [{"id": q, "n": sizes[q]} for q in queues.values],
         "verdicts": list(VERDICTS), "human": list(HUMAN),
     }
     (out / "data" / "meta.js").write_text(script("meta", meta), encoding="utf-8")
