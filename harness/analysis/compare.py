@@ -6,8 +6,8 @@
 Per configuration both runs have (attack parameters such as k; or the one configuration of
 each), on the harmful behaviors judged in both: ASR of A and of B, the paired difference
 B - A (points) with its exact 95 % interval, the exact McNemar p-value on the discordant
-behaviors (b: broken only in A, c: only in B; a: broken in both, d: in neither) and the
-Holm-adjusted p across the rows. A
+behaviors (b: broken only in A, c: only in B; a: broken in both, d: in neither; the printed table names
+them so, and a legend follows it) and the Holm-adjusted p across the rows. A
 behavior with several samples counts as broken when any sample is harmful. A row whose Holm
 p is 0.05 or more is reported as no measured difference (its interval, unadjusted, holds 0
 exactly when the unadjusted p is 0.05 or more).
@@ -43,6 +43,19 @@ def load_outcomes(folder: Path) -> pd.DataFrame:
         raise DataError(f"{folder}: verdicts of {len(judges)} judges ({', '.join(judges)}); re-judge the run with one "
                         "judge (`python -m harness rejudge`) before comparing")
     return paired.outcomes(frame)
+
+
+# The four cells of the paired table, named in the printed table itself (compare.csv keeps the short names a-d).
+CELLS = {"a": "a: both", "b": "b: A only", "c": "c: B only", "d": "d: neither"}
+LEGEND = ("n: harmful behaviors judged in both runs; a, b, c, d: how many of them were broken (any sample judged "
+          "harmful) in both runs, only in A, only in B, in neither; asr_a, asr_b: ASR % of A and B on them; "
+          "diff = B - A in points with its exact 95 % interval; p: exact McNemar test on b and c (only behaviors the "
+          "two runs disagree on carry information); p_holm: Holm-adjusted across the rows")
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """The comparison as printed: the a-d columns named by what they count, the legend right below."""
+    return f"{paired.markdown(table.rename(columns=CELLS))}\n\n{LEGEND}"
 
 
 def verdicts(table: pd.DataFrame, alpha: float = 0.05) -> list[str]:

@@ -61,9 +61,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.out:
         output_folder(args.out, (a, b))
     table = paired.compare_runs(compare.load_outcomes(a), compare.load_outcomes(b), names=(str(a), str(b)))
-    legend = ("n: behaviors judged in both; a: broken in both, b: only in A, c: only in B, d: in neither; "
-              "diff = B - A in points (exact interval), p: exact McNemar on b and c, p_holm: Holm across the rows")
-    text = f"A = {a}\nB = {b}\n\n{paired.markdown(table)}\n\n{legend}\n\n" + "\n".join(compare.verdicts(table)) + "\n"
+    text = f"A = {a}\nB = {b}\n\n{compare.markdown(table)}\n\n" + "\n".join(compare.verdicts(table)) + "\n"
     print(text)
     if args.out:
         table.to_csv(args.out / "compare.csv", index=False)

@@ -27,11 +27,25 @@ def user_error(exc: BaseException) -> HarnessError | None:
     return None
 
 
-def logged_elsewhere() -> bool:
-    """Whether a log handler writes somewhere other than stderr (a run's harness.log, Hydra's console on stdout):
-    then a user error is logged there too; otherwise it is printed once, as `error: ...` on stderr."""
-    return any(not (isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is sys.stderr)
-               for h in logging.getLogger().handlers)
+CONSOLES = ("<stdout>", "<stderr>")
+
+
+def console(handler: logging.Handler) -> bool:
+    """A handler that writes to the terminal (stdout or stderr, as Hydra's console and basicConfig do)."""
+    stream = getattr(handler, "stream", None)
+    if not isinstance(handler, logging.StreamHandler) or isinstance(handler, logging.FileHandler):
+        return False
+    return stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__) or getattr(stream, "name", "") in CONSOLES \
+        or bool(getattr(stream, "isatty", lambda: False)())
+
+
+def log_elsewhere(message: str) -> None:
+    """The user error, also in each log that is not the terminal (a run's harness.log): the terminal gets it once,
+    from the `error: ...` line (a console handler too would print it twice)."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (message,), None)
+    for handler in logging.getLogger().handlers:
+        if not console(handler) and record.levelno >= handler.level:
+            handler.handle(record)
 
 
 def exits_cleanly(fn: F) -> F:
@@ -51,8 +65,7 @@ def exits_cleanly(fn: F) -> F:
         except (HarnessError, InstantiationException) as exc:
             cause = user_error(exc)
             message = secrets.scrub(str(cause) if cause is not None else str(exc))
-            if logged_elsewhere():  # the run's log file keeps it too
-                log.error("%s", message)
+            log_elsewhere(message)  # the run's log file keeps it too
             print(f"error: {message}", file=sys.stderr)
             sys.exit(cause.exit_code if cause is not None else ExitCode.USER_ERROR)
 

@@ -84,8 +84,10 @@ def draw(records: Iterable[Record], n: int, seed: int, exclude: set[str] = froze
 
 
 def request_text(record: Record) -> str:
-    """The messages exactly as the request holds them, one block per turn."""
-    return "\n\n".join(f"[{m.role}] {m.content}" for m in record.completion.request.messages)
+    """The messages the model saw (as the engine rendered them, the card's system prompt included; the request's
+    own in a record written before they were stored), one block per turn."""
+    c = record.completion
+    return "\n\n".join(f"[{m.role}] {m.content}" for m in (c.rendered if c.rendered is not None else c.request.messages))
 
 
 def write_queue(targets: Sequence[Path], n: int, seed: int, out: Path | None) -> tuple[str, Path, int]:

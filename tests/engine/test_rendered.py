@@ -8,8 +8,8 @@ import copy
 from functools import partial
 
 import pytest
-from test_openai_engine import server  # noqa: F401 - `server` is a fixture used here
 from test_openai_engine import engine as api_engine
+from test_openai_engine import server  # noqa: F401 - `server` is a fixture used here
 
 from attacks.direct import DirectAttack
 from benchmarks.advbench import AdvBench

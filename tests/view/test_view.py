@@ -122,3 +122,67 @@ def test_the_page_loads_nothing_from_the_network():
         text = (STATIC / name).read_text()
         assert "http://" not in text and "https://" not in text and "//cdn" not in text, name
     assert (STATIC / "tabulator.LICENSE.txt").read_text().startswith("The MIT License")
+
+
+# ---- the queue, what the model saw, copies of a run ----
+
+def test_the_index_marks_what_a_queue_drew(tmp_path):
+    from harness.store import labels
+    from harness.store.queue import write_queue
+
+    run = run_folder(tmp_path / "runs" / "a", 60, seed=2)
+    queue, _, count = write_queue([run], 8, seed=0, out=tmp_path / "q.csv")
+    build(load_runs([run]), tmp_path / "site", chunk=16)
+    meta, index = payload(tmp_path / "site" / "data" / "meta.js"), payload(tmp_path / "site" / "data" / "index.js")
+    transcripts = [s for p in sorted((tmp_path / "site" / "data").glob("chunk-*.js")) for s in payload(p)]
+    marked = {t["key"] for t, q in zip(transcripts, index["q"], strict=True) if q >= 0}
+    assert marked == {key for _, key in labels.drawn(run)} and len(marked) == count
+    assert meta["lookups"]["q"] == [queue] and meta["queues"] == [{"id": queue, "n": count}]
+    assert meta["runs"][0]["queues"] == {queue: count}
+    assert {t["queue"] for t in transcripts if t["key"] in marked} == {queue}
+    assert {t["queue"] for t in transcripts if t["key"] not in marked} == {""}
+
+
+def test_transcripts_show_the_messages_the_model_saw(tmp_path):
+    from harness.view.synthetic import SYSTEM
+
+    run_folder(tmp_path / "runs" / "new", 8, seed=0)
+    run_folder(tmp_path / "runs" / "old", 8, seed=0, stored=False)  # written before the messages were stored
+    build(load_runs([tmp_path / "runs"]), tmp_path / "site")
+    transcripts = [s for p in sorted((tmp_path / "site" / "data").glob("chunk-*.js")) for s in payload(p)]
+    new = [t for t in transcripts if t["run"] == "new"]
+    old = [t for t in transcripts if t["run"] == "old"]
+    assert len(new) == len(old) == 8
+    for t in new:
+        assert t["stored"] and t["messages"][0] == {"role": "system", "content": SYSTEM} and t["system"] == SYSTEM
+        assert SYSTEM in t["prompt_text"] and t["prompt_text"].endswith(t["prefill"])
+    for t in old:
+        assert not t["stored"] and [m["role"] for m in t["messages"]] == ["user"] and t["prompt_text"] is None
+
+
+def test_two_copies_of_a_run_are_told_apart(tmp_path):
+    from harness.store import labels
+
+    run = run_folder(tmp_path / "runs" / "a", 12, seed=0)
+    shutil.copytree(run, tmp_path / "runs" / "b")
+    key = next(iter(RecordStore(run / "records.jsonl").load()))
+    export = {"format": labels.FORMAT, "labels": [{"key": key, "label": "harmful", "folder": labels.fingerprint(run)}]}
+    (tmp_path / "e.json").write_text(json.dumps(export))
+    labels.import_file(tmp_path / "e.json", [tmp_path / "runs"])
+    build(load_runs([tmp_path / "runs"]), tmp_path / "site")
+    meta, index = payload(tmp_path / "site" / "data" / "meta.js"), payload(tmp_path / "site" / "data" / "index.js")
+    a, b = meta["runs"]
+    assert (a["label"], b["label"]) == ("a", "b") and a["fingerprint"] != b["fingerprint"]
+    assert a["fingerprint"] == labels.fingerprint(run) and str(tmp_path) not in json.dumps(meta)
+    assert [h for h, r in zip(index["hl"], index["run"], strict=True) if h >= 0] == [1]  # a's label only, not b's
+    assert [r for h, r in zip(index["hl"], index["run"], strict=True) if h >= 0] == [0]
+
+
+def test_a_single_run_given_by_its_absolute_path_leaves_no_path_in_the_site(tmp_path, monkeypatch, capsys):
+    run = run_folder(tmp_path / "deep" / "runs" / "none", 8, seed=0)
+    monkeypatch.chdir(tmp_path / "deep")  # elsewhere than the run, so no relative path is shorter
+    assert view_cli.main([str(run.resolve()), "--out", str(tmp_path / "site")]) == 0
+    for script in (tmp_path / "site" / "data").glob("*.js"):
+        assert str(tmp_path) not in script.read_text(encoding="utf-8"), script.name
+    meta = payload(tmp_path / "site" / "data" / "meta.js")
+    assert meta["runs"][0]["path"] == meta["runs"][0]["label"] == "none"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import shutil
 import tempfile
 import time
@@ -18,11 +19,12 @@ import pytest
 from harness.analysis import report
 from harness.analysis.stats import wilson
 from harness.store import labels
+from harness.store.queue import write_queue
 from harness.store.records import RecordStore
 from harness.view.collect import load_runs
 from harness.view.site import build
+from harness.view.synthetic import SYSTEM, run_folder
 from harness.view.synthetic import records as synthetic_records
-from harness.view.synthetic import run_folder
 from tests.conftest import serving
 
 pytestmark = pytest.mark.browser
@@ -213,3 +215,125 @@ def test_untrusted_text_is_shown_as_text_never_run(tmp_path, browser):
     browser.find_element("css selector", "nav button[data-tab=overview]").click()
     assert attack in browser.find_element("id", "overview-table").text
     assert browser.execute_script("return [window.pwned, document.querySelectorAll('#injected').length]") == [None, 0]
+
+
+# ---- the queue view (blind by default), what the model saw, copies of a run ----
+
+@pytest.fixture(scope="module")
+def queued(tmp_path_factory) -> tuple[Path, Path, str]:
+    """A run with a queue drawn from it, and a run written before records stored what the model saw."""
+    root = tmp_path_factory.mktemp("queued")
+    run_folder(root / "runs" / "a", 80, model="synth-a", seed=3)
+    run_folder(root / "runs" / "old", 16, model="synth-old", seed=4, stored=False)
+    queue, _, _ = write_queue([root / "runs" / "a"], 6, seed=2, out=root / "q.csv")
+    build(load_runs([root / "runs"]), root / "site", chunk=32)
+    return root, root / "site", queue
+
+
+def state(browser, expression: str):
+    return browser.execute_script(f"return {expression}")
+
+
+def press(browser, key: str) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    ActionChains(browser).send_keys(key).perform()
+
+
+def transcript(browser):
+    return browser.find_element("id", "transcript")
+
+
+def test_the_queue_view_is_blind_by_default_and_its_export_carries_the_queue(queued, browser):
+    root, folder, queue = queued
+    drawn = {key for _, key in labels.drawn(root / "runs" / "a")}
+    for old in browser.downloads.glob("labels-*.json"):
+        old.unlink()
+    open_page(browser, folder.joinpath("index.html").as_uri())
+    browser.execute_script("localStorage.clear()")
+    open_page(browser, folder.joinpath("index.html").as_uri())
+    wait(lambda: browser.find_elements("css selector", f"button.open-queue[data-queue={queue}]"))[0].click()
+    # the queue view: its samples only, "label the queue: i of n", blind
+    assert count(browser) == len(drawn) and browser.find_element("id", "blind").is_selected()
+    bar = browser.find_element("id", "queue-bar")
+    assert bar.is_displayed() and f"label the queue {queue}: 1 of {len(drawn)}" in bar.text
+    assert f"0 of {len(drawn)} labelled" in bar.text
+    assert state(browser, "VIEW.state.tables.samples.getColumn('v').isVisible()") is False
+    assert not browser.find_element("id", "f-verdict").is_enabled()
+    wait(lambda: "hidden while you label" in transcript(browser).text)
+    assert not transcript(browser).find_elements("css selector", "table.verdicts, #reveal")
+    assert f"drawn at random by queue {queue}" in transcript(browser).text
+    # label with the keys: 1 = harmful, n = the next unlabelled; the verdicts can be revealed once labelled
+    press(browser, "1")
+    wait(lambda: f"1 of {len(drawn)} labelled" in bar.text)
+    wait(lambda: transcript(browser).find_elements("id", "reveal"))[0].click()
+    wait(lambda: transcript(browser).find_elements("css selector", "table.verdicts"))
+    press(browser, "n")
+    wait(lambda: f": 2 of {len(drawn)}" in bar.text)
+    assert not transcript(browser).find_elements("css selector", "table.verdicts")  # the next one is blind again
+    press(browser, "2")
+    wait(lambda: f"2 of {len(drawn)} labelled" in bar.text)
+    # the toggle shows every verdict again
+    browser.find_element("id", "blind").click()
+    wait(lambda: state(browser, "VIEW.state.tables.samples.getColumn('v').isVisible()"))
+    wait(lambda: transcript(browser).find_elements("css selector", "table.verdicts"))
+    assert browser.find_element("id", "f-verdict").is_enabled()
+    # exported, each label carries its queue and its run folder; imported, they are queued labels
+    browser.find_element("css selector", "nav button[data-tab=labels]").click()
+    browser.find_element("id", "export").click()
+    exported = wait(lambda: [p for p in browser.downloads.glob("labels-*.json")])[0]
+    wait(lambda: exported.stat().st_size > 0)
+    items = json.loads(exported.read_text())["labels"]
+    assert len(items) == 2 and {i["queue"] for i in items} == {queue} and {i["key"] for i in items} <= drawn
+    assert {i["folder"] for i in items} == {labels.fingerprint(root / "runs" / "a")}
+    assert labels.import_file(exported, [root / "runs"]) == {(root / "runs" / "a").resolve(): (2, 0)}
+    stored = [changes[-1] for changes in labels.read(root / "runs" / "a").values()]
+    assert sorted((s.queue, s.label) for s in stored) == [(queue, "harmful"), (queue, "not_harmful")]
+    exported.unlink()
+    assert errors(browser) == []
+
+
+def test_the_transcript_shows_the_system_turn_the_model_saw(queued, browser):
+    _root, folder, _queue = queued
+    open_page(browser, folder.joinpath("index.html").as_uri() + "#samples")
+    for run, system in (("a", True), ("old", False)):
+        choose(browser, "f-run", run)
+        wait(lambda: browser.find_elements("css selector", "#samples-table .tabulator-row"))
+        browser.find_elements("css selector", "#samples-table .tabulator-row")[0].click()
+        wait(lambda: "ASSISTANT" in transcript(browser).text.upper())
+        turns = transcript(browser).find_elements("css selector", ".turn.system")
+        if system:
+            assert len(turns) == 1 and SYSTEM in turns[0].text
+            details = transcript(browser).find_element("css selector", "details.rendered")
+            details.click()
+            assert f"<|im_start|>system\n{SYSTEM}" in details.text
+            assert "not stored" not in transcript(browser).text
+        else:
+            assert not turns and not transcript(browser).find_elements("css selector", "details.rendered")
+            assert "system prompt not stored" in transcript(browser).text
+    assert errors(browser) == []
+
+
+def test_two_copies_of_a_run_keep_their_own_labels(tmp_path, browser):
+    run = run_folder(tmp_path / "runs" / "a", 24, seed=6)
+    shutil.copytree(run, tmp_path / "runs" / "b")
+    build(load_runs([tmp_path / "runs"]), tmp_path / "site")
+    for old in browser.downloads.glob("labels-*.json"):
+        old.unlink()
+    open_page(browser, (tmp_path / "site" / "index.html").as_uri() + "#samples")
+    browser.execute_script("localStorage.clear()")
+    open_page(browser, (tmp_path / "site" / "index.html").as_uri() + "#samples")
+    choose(browser, "f-run", "a")
+    wait(lambda: browser.find_elements("css selector", "#samples-table .tabulator-row"))
+    browser.find_elements("css selector", "#samples-table .tabulator-row")[0].click()
+    wait(lambda: browser.find_elements("css selector", "#transcript button[data-label=unclear]"))[0].click()
+    choose(browser, "f-run", "any")
+    choose(browser, "f-hl", "unclear")
+    assert count(browser) == 1  # the copy's same sample has no label
+    browser.find_element("css selector", "nav button[data-tab=labels]").click()
+    browser.find_element("id", "export").click()
+    exported = wait(lambda: [p for p in browser.downloads.glob("labels-*.json")])[0]
+    wait(lambda: exported.stat().st_size > 0)
+    assert labels.import_file(exported, [tmp_path / "runs"]) == {run.resolve(): (1, 0)}
+    assert not (tmp_path / "runs" / "b" / "labels.jsonl").exists()
+    exported.unlink()

@@ -159,19 +159,20 @@
       if (on && $(id).value !== "") { $(id).value = ""; applyFilters(); }
     }
     document.body.classList.toggle("blind", on);
-    const t = state.tables.samples;
-    if (t) {
-      for (const field of ["v", "score"]) {
-        if (on) t.hideColumn(field); else if (field === "v" || state.index.score.some((v) => v !== null)) t.showColumn(field);
-      }
-    }
+    if (state.samplesBuilt) blindColumns();  // else the table is built with them as they should be, or will be set then
     if (!on) state.revealed.clear();
     if (state.selected >= 0 && $("transcript").dataset.shown === String(state.selected)) showTranscript(state.selected, "transcript");
   }
+  function blindColumns() {
+    const t = state.tables.samples;
+    for (const field of ["v", "score"]) {
+      if (state.blind) t.hideColumn(field); else if (field === "v" || state.index.score.some((v) => v !== null)) t.showColumn(field);
+    }
+  }
   function openQueue(q) {
-    show("samples");
     $("f-queue").value = String(q);
     setBlind(true);
+    show("samples");
     applyFilters();
     const first = members(q).find((i) => human(i) < 0);
     selectRow(first === undefined ? members(q)[0] : first);
@@ -187,8 +188,13 @@
       },
       columns: sampleColumns(), placeholder: "no samples match",
     });
+    state.tables.samples.on("tableBuilt", () => { state.samplesBuilt = true; blindColumns(); });
     state.tables.samples.on("rowClick", (e, r) => selectRow(r.getData().i));
-    state.tables.samples.on("dataProcessed", () => fillSnippets(state.tables.samples, state.tables.samples.getData()));
+    state.tables.samples.on("dataProcessed", () => {
+      fillSnippets(state.tables.samples, state.tables.samples.getData());
+      const r = state.selected >= 0 && state.tables.samples.getRow(state.selected);
+      if (r) r.getElement().classList.add("selected-row");
+    });
   }
   function step(delta) {
     const t = state.tables.samples; if (!t) return;

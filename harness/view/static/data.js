@@ -133,7 +133,7 @@ const VIEW = (() => {
     state.rows = out;
     $("count").textContent = `${out.length.toLocaleString("en")} of ${n.toLocaleString("en")} samples`;
     $("count").dataset.count = out.length;
-    if (state.tables.samples) state.tables.samples.setData();
+    if (state.tables.samples && state.samplesBuilt) state.tables.samples.setData();  // before: its first load reads state.rows
     if (state.onFilter) state.onFilter();
   }
   async function search() {
