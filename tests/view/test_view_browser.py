@@ -337,3 +337,23 @@ def test_two_copies_of_a_run_keep_their_own_labels(tmp_path, browser):
     assert labels.import_file(exported, [tmp_path / "runs"]) == {run.resolve(): (1, 0)}
     assert not (tmp_path / "runs" / "b" / "labels.jsonl").exists()
     exported.unlink()
+
+
+def test_labels_an_older_page_kept_are_carried_over_to_their_run(site, browser):
+    """An older page kept labels by record key alone: they show again, now under their run folder."""
+    root, folder = site
+    key = records(root, "a")[0].key
+    old = {key: {"label": "unclear", "who": "old", "when": "2026-01-01T00:00:00Z", "run": "a"},
+           "elsewhere:x:0": {"label": "harmful", "who": "old", "when": "2026-01-01T00:00:00Z", "run": "z"}}
+    open_page(browser, folder.joinpath("index.html").as_uri())
+    browser.execute_script("localStorage.clear(); localStorage.setItem('harness-view-labels', JSON.stringify(arguments[0]))",
+                           old)
+    open_page(browser, folder.joinpath("index.html").as_uri() + "#samples")
+    choose(browser, "f-hl", "unclear")
+    assert count(browser) == 1
+    kept = state(browser, "JSON.parse(localStorage.getItem('harness-view-labels/2'))")
+    assert [(v["key"], v["folder"], v["label"]) for v in kept.values()] == [
+        (key, labels.fingerprint(root / "sweep" / "a"), "unclear")]
+    assert state(browser, "JSON.parse(localStorage.getItem('harness-view-labels'))") == {
+        "elsewhere:x:0": old["elsewhere:x:0"]}  # another site's labels stay where they were
+    browser.execute_script("localStorage.clear()")
