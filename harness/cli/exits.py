@@ -32,11 +32,15 @@ CONSOLES = ("<stdout>", "<stderr>")
 
 def console(handler: logging.Handler) -> bool:
     """A handler that writes to the terminal (stdout or stderr, as Hydra's console and basicConfig do)."""
-    stream = getattr(handler, "stream", None)
     if not isinstance(handler, logging.StreamHandler) or isinstance(handler, logging.FileHandler):
         return False
-    return stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__) or getattr(stream, "name", "") in CONSOLES \
-        or bool(getattr(stream, "isatty", lambda: False)())
+    stream = handler.stream
+    if stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__) or getattr(stream, "name", "") in CONSOLES:
+        return True
+    try:
+        return bool(stream.isatty())
+    except (ValueError, OSError, AttributeError):  # closed (a console of an earlier caller): nothing to write to
+        return True
 
 
 def log_elsewhere(message: str) -> None:

@@ -50,3 +50,15 @@ def test_compare_names_the_four_cells_where_it_prints_them(tmp_path, capsys):
     assert "broken (any sample judged harmful) in both runs, only in A, only in B, in neither" in out
     assert out.strip() == (tmp_path / "out" / "compare.md").read_text().strip()  # the file says the same
     assert (tmp_path / "out" / "compare.csv").read_text().startswith("configuration,n,a,b,c,d,")  # the CSV keeps a-d
+
+
+def test_a_console_handler_left_with_a_closed_stream_does_not_break_the_message(tmp_path, capsys, handlers):
+    import io
+
+    closed = io.StringIO()
+    handlers.addHandler(logging.StreamHandler(closed))  # e.g. basicConfig's, from an earlier caller's stderr
+    closed.close()
+    (tmp_path / "l.json").write_text("{}")
+    with pytest.raises(SystemExit) as exit_:
+        labels_cli.main(["import", str(tmp_path / "l.json"), str(run_folder(tmp_path / "run", 4))])
+    assert exit_.value.code == 2 and capsys.readouterr().err.startswith("error: ")
