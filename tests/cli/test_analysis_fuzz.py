@@ -298,7 +298,7 @@ def test_strange_text_is_stored_reported_compared_and_viewed_intact(tmp_path, ca
     assert report_cli.main([str(tmp_path / "m1"), str(tmp_path / "m2"), "--out", str(tmp_path / "report")]) is None
     assert list(pd.read_csv(tmp_path / "report" / "asr.csv")["n"]) == [4, 4]
     compare_cli.main([str(tmp_path / "m1"), str(tmp_path / "m2")])
-    assert "n: behaviors judged in both" in capsys.readouterr().out
+    assert "n: harmful behaviors judged in both runs" in capsys.readouterr().out
     assert view.main([str(tmp_path / "m1"), str(tmp_path / "m2"), "--out", str(tmp_path / "site")]) == 0
     texts = []
     for chunk in sorted((tmp_path / "site" / "data").glob("chunk-*.js")):
