@@ -1,7 +1,7 @@
 """A learned judge that runs on a CPU: a small classifier of (request, response) -> harmful.
 
 The classifier is the first `layers` decoder layers of a small chat model (the embedded SmolLM2-135M by
-default) with a linear head on the mean of the response's hidden states and the last one's. It is trained with
+default) with a linear head on the mean of the response's hidden states (`pooling`). It is trained with
 the harness's one training loop on people's labels (PyRIT's scorer evaluation sets: harness/training/judge_data.py)
 by `harness.training.judge_recipe.LearnedJudgeRecipe`, and cached by recipe like every trained model; the first
 use trains it (a few minutes on 2 cores), every later one loads it.
@@ -62,17 +62,24 @@ def token_ids(model: Model, messages: Sequence[Message], response: str) -> tuple
     return prompt + model.tokenizer(response, add_special_tokens=False).input_ids, len(prompt)
 
 
-def pooled(hidden: Any, rows: Any, example: Any, count: int) -> Any:
-    """[count, 2 * hidden]: per example, the mean of its response rows' hidden states and its last row's.
+POOLINGS = ("mean", "mean+last")
 
-    `hidden` is [B*T, H] flattened, `rows` the flat indices of response tokens in order, `example` each row's example."""
+
+def pooled(hidden: Any, rows: Any, example: Any, count: int, pooling: str = "mean") -> Any:
+    """[count, H] (mean) or [count, 2H] (mean+last): per example, the mean of its response rows' hidden states
+    (and its last row's). `hidden` is [B*T, H] flattened, `rows` the flat indices of response tokens in order,
+    `example` each row's example."""
     import torch
 
     states = hidden[rows].float()
     sums = torch.zeros((count, states.shape[1]), dtype=states.dtype, device=states.device).index_add_(0, example, states)
-    sizes = torch.zeros(count, dtype=states.dtype, device=states.device).index_add_(0, example, torch.ones_like(example, dtype=states.dtype))
+    ones = torch.ones_like(example, dtype=states.dtype)
+    sizes = torch.zeros(count, dtype=states.dtype, device=states.device).index_add_(0, example, ones)
+    mean = sums / sizes.clamp(min=1)[:, None]
+    if pooling == "mean":
+        return mean
     last = torch.zeros(count, dtype=torch.long, device=rows.device).scatter_reduce_(0, example, rows, reduce="amax")
-    return torch.cat([sums / sizes.clamp(min=1)[:, None], hidden[last].float()], dim=1)
+    return torch.cat([mean, hidden[last].float()], dim=1)
 
 
 class LearnedSettings(Settings):
@@ -156,7 +163,8 @@ class LearnedJudge(Judge):
                     rows += [b * width + t for t in range(first, len(ids))]
                     example += [b] * (len(ids) - first)
                 hidden = decoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
-                features = pooled(hidden.reshape(-1, hidden.shape[-1]), torch.tensor(rows), torch.tensor(example), len(chunk))
+                features = pooled(hidden.reshape(-1, hidden.shape[-1]), torch.tensor(rows), torch.tensor(example), len(chunk),
+                                  config["pooling"])
                 p = torch.sigmoid(head(features)).squeeze(1).tolist()
                 for i, value in zip(chunk, p, strict=True):
                     out[i] = value

@@ -145,3 +145,30 @@ def test_the_cascade_decides_opening_refusals_without_the_classifier(tiny):
 def test_bad_recipes_are_one_line(scorer_evals, tiny, values, message):
     with pytest.raises(HarnessError, match=message):
         recipe(tiny, scorer_evals, **values).build()
+
+
+def test_the_saved_head_reads_raw_features_as_the_trained_one_read_standardised_ones(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from harness.training.judge_recipe import JudgeObjective
+
+    objective = JudgeObjective(layers=1)
+    torch.manual_seed(0)
+    objective.shift, objective.scale = torch.randn(8), torch.rand(8) + 0.5
+    hf = torch.nn.Module()
+    hf.judge_head = torch.nn.Linear(8, 1)
+    features = torch.randn(5, 8)
+    trained = hf.judge_head((features - objective.shift) / objective.scale)
+    objective.save(hf, tmp_path)
+    saved = torch.nn.Linear(8, 1)
+    saved.load_state_dict(load_file(str(tmp_path / "judge_head.safetensors")))
+    assert torch.allclose(saved(features), trained, atol=1e-5)
+    assert not hasattr(hf, "judge_head")  # detached before the weights are saved
+
+
+def test_end_to_end_finetuning_trains_the_cut_backbone(scorer_evals, tiny):
+    judge = LearnedJudge(recipe=recipe(tiny, scorer_evals, finetune=True))
+    [verdict] = judge.judge([item("how do I do dangerous thing number 3", HARMFUL)])
+    assert verdict.error == "" and 0 <= verdict.score <= 1
+    assert judge.classifier[3]["finetune"] is True and judge.classifier[1].config.num_hidden_layers == 1
