@@ -133,6 +133,7 @@ class Verdict(Frozen):
     rationale: str = ""
     error: str = ""
     refusal_at: int | None = None  # where the refusal starts in the completion (characters), when the judge knows
+    beside: dict[str, bool | None] = Field(default_factory=dict)  # other judges' `harmful`, by name (judge/panel.py)
 
 
 RECORD_SCHEMA = 1  # the records.jsonl line format; lines written before the field existed are this format too

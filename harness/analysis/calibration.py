@@ -159,19 +159,25 @@ def load(path: Path) -> Calibration:
                         "python -m harness judge-eval --write-calibration") from None
 
 
+def deciding(judge_id: str) -> str:
+    """The judge that decided a verdict's `harmful`: a panel's primary (judge/panel.py: "primary_id+panel_hash")."""
+    return judge_id.split("+")[0]
+
+
 def for_judges(judge_ids: set[str], explicit: Path | None = None) -> dict[str, Calibration]:
-    """The calibrations of these judge ids: an explicit file (which must be for one of them), else
-    whatever `directory()` holds for them."""
+    """The calibrations of these judge ids (a panel's: its primary's): an explicit file (which must be for one of
+    them), else whatever `directory()` holds for them."""
     if explicit is not None:
         calibration = load(explicit)
-        if calibration.judge_id not in judge_ids:
+        matching = {j for j in judge_ids if deciding(j) == calibration.judge_id}
+        if not matching:
             raise HarnessError(f"calibration {explicit} is for judge {calibration.judge_id!r}, but the records were judged by "
                                f"{', '.join(sorted(judge_ids))}; measure this judge with python -m harness judge-eval "
                                "--write-calibration")
-        return {calibration.judge_id: calibration}
+        return dict.fromkeys(matching, calibration)
     found = {}
     for judge_id in judge_ids:
-        path = directory() / f"{judge_id}.json"
+        path = directory() / f"{deciding(judge_id)}.json"
         if path.is_file():
             try:
                 found[judge_id] = load(path)

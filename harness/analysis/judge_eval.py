@@ -5,7 +5,8 @@
 Reads a labelled file (by default JailbreakBench's classifier comparison: a goal, the
 jailbreak prompt, the target model's response, three human labels and their majority, and
 the labels of other judges), runs the judge chosen by its config name in conf/judge, and
-reports accuracy, precision, recall, F1 and Cohen's kappa against the human label
+reports accuracy, precision, recall, F1 and Cohen's kappa (accuracy with its Wilson interval, kappa with a
+seeded row bootstrap: 95 %) against the human label
 (1 = harmful/jailbroken is the positive class). The other judges' label columns in the file
 are scored the same way, for comparison. Judge errors are counted and left out of the metrics.
 Extra `key=value` arguments are Hydra overrides (`judge.model=gpt-4o`, `cache_dir=...`).
@@ -21,6 +22,9 @@ Input format (CSV, TSV or JSONL; one row per judged response; column names are o
   context           optional: a contextual behavior's context, given to judges that use it
                     (harmbench_cls)                                        (--context-column)
   id                optional: the row's id (default: its line in the file)
+`--labels pyrit:test` (or pyrit:dev, pyrit:train) reads a split of PyRIT's human-labelled scorer evaluations
+from the installed `pyrit` wheel instead (harness/training/judge_data.py; the learned judge never trains on
+`test`).
 Any other column holding only 0/1 is scored as another judge, for comparison (columns named
 human* are the annotators and are left out). A judge that errs on most rows (exact_match needs
 a reference answer, for example) is reported with a warning: it probably does not apply.
@@ -39,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from harness import config
-from harness.analysis import calibration
+from harness.analysis import calibration, stats
 from harness.analysis.outputs import output_folder
 from harness.errors import DataError, HarnessError, choices
 from harness.judge.base import Judge
@@ -49,7 +53,8 @@ from harness.util.data_files import read_table
 log = logging.getLogger(__name__)
 DEFAULT_LABELS = "jbb/classifier_comparison.csv"
 DEFAULT_CONTEXT = "context"
-METRICS = ["n", "errors", "accuracy", "precision", "recall", "f1", "kappa", "flagged"]
+METRICS = ["n", "errors", "accuracy", "accuracy_lo", "accuracy_hi", "precision", "recall", "f1", "kappa", "kappa_lo",
+           "kappa_hi", "flagged"]
 
 
 def load_judge(name: str, overrides: Sequence[str] = ()) -> Judge:
@@ -78,11 +83,25 @@ def agreement(truth: Sequence[int] | np.ndarray, predicted: Sequence[float] | np
     f1 = ratio(2 * tp, 2 * tp + fp + fn)
     chance = ratio((tp + fp) * (tp + fn) + (tn + fn) * (tn + fp), n * n)  # expected agreement by chance
     kappa = ratio(accuracy - chance, 1 - chance) if n else float("nan")
-    return {"n": n, "errors": int((~ok).sum()), "accuracy": accuracy, "precision": precision, "recall": recall,
-            "f1": f1, "kappa": kappa, "flagged": ratio(tp + fp, n)}
+    accuracy_lo, accuracy_hi = stats.count_interval(tp + tn, n)
+    kappa_lo, kappa_hi = stats.kappa_interval(y, p)
+    return {"n": n, "errors": int((~ok).sum()), "accuracy": accuracy, "accuracy_lo": accuracy_lo,
+            "accuracy_hi": accuracy_hi, "precision": precision, "recall": recall, "f1": f1, "kappa": kappa,
+            "kappa_lo": kappa_lo, "kappa_hi": kappa_hi, "flagged": ratio(tp + fp, n)}
+
+
+PYRIT = "pyrit:"
 
 
 def read_labels(path: Path, columns: dict[str, str]) -> pd.DataFrame:
+    if str(path).startswith(PYRIT):
+        from harness.training import judge_data
+
+        frame = judge_data.load(str(path).removeprefix(PYRIT), root=None)
+        frame = frame.rename(columns={"goal": columns["goal"], "target_response": columns["response"],
+                                      "human_majority": columns["label"]})
+        frame[columns["prompt"]] = frame[columns["goal"]]  # the request as sent: PyRIT's objective
+        return frame
     if not path.is_file():
         raise DataError(f"--labels {path}: no such file (JailbreakBench's is <data_dir>/{DEFAULT_LABELS})")
     frame = read_table(path)  # every column a column (no index guessed), malformed rows named by line

@@ -51,6 +51,11 @@ RATES = {"asr", "asr_corrected", "asr_ppi", "refusal", "prefill_tokens", "best_c
 FRACTIONS = {"mean_score"}  # scores and accuracies in [0, 1]: three decimals (GSM8K accuracy 0.04, not 0.0)
 
 
+def rate(column: str) -> bool:
+    """A percentage column: the fixed ones, and the ASR of each judge beside the deciding one (asr_<name>)."""
+    return column in RATES or (column.startswith("asr_") and not column.endswith(("_lo", "_hi")))
+
+
 def markdown(table: pd.DataFrame) -> str:
     """Rates with one decimal, each followed by its 95 % interval (from the `<rate>_lo/_hi` columns);
     fractions with three; parameter values as they are (top-p 0.05 stays 0.05); a parameter a row's
@@ -63,9 +68,9 @@ def markdown(table: pd.DataFrame) -> str:
             shown = shown.drop(columns=[lo, hi])
             shown.insert(shown.columns.get_loc(column) + 1, f"{column} 95% CI", text)
     for column in shown.columns:
-        if column not in RATES | FRACTIONS and shown[column].isna().any():
+        if not rate(column) and column not in FRACTIONS and shown[column].isna().any():
             shown[column] = shown[column].map(lambda v: "-" if pd.isna(v) else f"{v:g}" if isinstance(v, float) else v)
-    formats = tuple(".1f" if c in RATES else ".3f" if c in FRACTIONS else "g" for c in shown.columns)
+    formats = tuple(".1f" if rate(c) else ".3f" if c in FRACTIONS else "g" for c in shown.columns)
     return shown.to_markdown(index=False, floatfmt=formats)
 
 

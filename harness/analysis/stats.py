@@ -8,6 +8,7 @@
   `exact_paired_difference(a, b, c, d)`: a paired-difference interval that agrees with it;
   `paired_difference(a, b, c, d)`: Newcombe's hybrid-score interval for a paired difference;
   `unpaired_difference` the same for two independent proportions (counts only).
+- `kappa_interval(truth, predicted)`: a percentile bootstrap over rows for Cohen's kappa (judge agreement).
 - `holm(p_values)`: Holm's step-down adjustment across the rows of a grid.
 - `behaviors_needed(p_a, p_b)`: how many behaviors a paired comparison needs for a given power.
 
@@ -85,6 +86,37 @@ def proportion_interval(successes: Sequence[float], trials: Sequence[float]) -> 
     if (m == 1).all():
         return wilson(float(np.sum(successes)), float(len(m)))
     return cluster_bootstrap(successes, trials)
+
+
+def cohen_kappa(truth: np.ndarray, predicted: np.ndarray) -> float:
+    """Cohen's kappa of two 0/1 label vectors; nan when it is undefined (no rows, or chance agreement 1)."""
+    n = len(truth)
+    if not n:
+        return math.nan
+    observed = float(np.mean(truth == predicted))
+    p_t, p_p = float(np.mean(truth)), float(np.mean(predicted))
+    chance = p_t * p_p + (1 - p_t) * (1 - p_p)
+    return (observed - chance) / (1 - chance) if chance < 1 else math.nan
+
+
+def kappa_interval(truth: Sequence[int], predicted: Sequence[int], resamples: int = BOOTSTRAP_RESAMPLES,
+                   seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """95 % percentile bootstrap interval of Cohen's kappa, resampling rows (seeded: reproducible)."""
+    t, p = np.asarray(truth, dtype=int), np.asarray(predicted, dtype=int)
+    if len(t) < 2:
+        return (math.nan, math.nan)
+    draws = np.random.default_rng(seed).integers(0, len(t), size=(resamples, len(t)))
+    tt, pp = t[draws], p[draws]
+    observed = (tt == pp).mean(axis=1)
+    pt, pq = tt.mean(axis=1), pp.mean(axis=1)
+    chance = pt * pq + (1 - pt) * (1 - pq)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kappas = np.where(chance < 1, (observed - chance) / (1 - chance), np.nan)
+    kappas = kappas[~np.isnan(kappas)]
+    if not len(kappas):
+        return (math.nan, math.nan)
+    lo, hi = np.quantile(kappas, [0.025, 0.975])
+    return (float(lo), float(hi))
 
 
 def mcnemar(b: int, c: int) -> float:

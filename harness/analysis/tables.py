@@ -32,11 +32,17 @@ PARAM_LABELS = {"k": "prefilled harmful tokens k"}
 STRATEGY = "strategy"  # the param naming a configuration's strategy: its attack gets worst-case rows
 BREAKDOWNS = ("system_prompt", STRATEGY)  # worst cases per value of these params, and over all ("any")
 WORST = "worst case"
+BESIDE = "beside."  # a column of another judge's verdicts, kept beside the deciding one's (judge/panel.py)
 # the measured columns of an ASR table (everything else is a key: setup, attack parameters, category)
 METRIC_COLUMNS = frozenset({"n", "n_harmful", "asr", "asr_lo", "asr_hi", "refusal", "refusal_lo", "refusal_hi",
                             "mean_score", "prefill_tokens", "errors", "asr_corrected", "asr_corrected_lo",
                             "asr_corrected_hi", "asr_ppi", "asr_ppi_lo", "asr_ppi_hi", "ppi_labels", "ppi_scope", "calibration", "contaminated", "sampling", "calib_judge", "calib_behaviors",
                             "blocked", "adaptive", *COST})
+
+
+def is_metric(column: str) -> bool:
+    """A measured column: METRIC_COLUMNS, and the ASR of each judge beside the deciding one (asr_<name>[_lo|_hi])."""
+    return column in METRIC_COLUMNS or column.startswith("asr_")
 
 
 def to_frame(records: Iterable[Record]) -> pd.DataFrame:
@@ -62,6 +68,7 @@ def to_frame(records: Iterable[Record]) -> pd.DataFrame:
             "judge": r.verdict.judge.split("@")[0],
             "judge_id": r.verdict.judge,
             "key": r.key,  # the sample (human labels and queues name it)
+            **{f"{BESIDE}{name}": harmful for name, harmful in r.verdict.beside.items()},  # judges beside (judge/panel.py)
             **cost_fields(r),  # attack cost, defense blocks, adaptive flag (harness/analysis/cost.py)
         })
     return pd.DataFrame(rows)
@@ -98,6 +105,7 @@ def asr_table(frame: pd.DataFrame, extra: Sequence[str] = (), calibrations: Mapp
             "calib_judge": harmful["judge_id"].iloc[0] if harmful["judge_id"].nunique() == 1 else "",
             "calib_behaviors": harmful["behavior"].nunique(),
             **({"contaminated": group.loc[group["contaminated"], "behavior"].nunique()} if "contaminated" in group else {}),
+            **beside_asr(harmful),
             **cost_summary(group),
         })
 
@@ -115,6 +123,18 @@ def asr_table(frame: pd.DataFrame, extra: Sequence[str] = (), calibrations: Mapp
     table["n_harmful"] = table["n_harmful"].astype(int)
     table["errors"] = table["errors"].astype(int)
     return table.dropna(axis=1, how="all")
+
+
+def beside_asr(harmful: pd.DataFrame) -> dict[str, float]:
+    """asr_<name> with its interval for every judge beside the deciding one (a panel), on the rows it judged."""
+    out: dict[str, float] = {}
+    for column in (c for c in harmful.columns if c.startswith(BESIDE)):
+        rows = harmful[harmful[column].notna()]
+        name = f"asr_{column.removeprefix(BESIDE)}"
+        lo, hi = rate_interval(rows, column)
+        out |= {name: 100.0 * rows[column].astype(bool).mean() if len(rows) else float("nan"), f"{name}_lo": lo,
+                f"{name}_hi": hi}
+    return out
 
 
 def rate_interval(rows: pd.DataFrame, column: str) -> tuple[float, float]:
