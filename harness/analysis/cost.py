@@ -3,7 +3,8 @@
 Columns (means per behavior over a table row; a column nobody filled is left out):
 - `queries`: target generations the attack's search made (PAIR; the evaluation is one more);
   `attacker_queries`: calls to an attacker model; `forward` / `backward`: white-box passes (GCG);
-  `seconds`: the search's wall time;
+  `tokens`: tokens the search generated or scored (PAIR, TAP: attacker, evaluator and target; crescendo: the
+  conversation's so far); `seconds`: the search's wall time;
 - `blocked`: % of outputs an inference-time defense replaced with its refusal (filters, SmoothLLM's vote);
 - `adaptive`: whether the attack optimized against the defended pipeline ("yes"), ignored it ("no"),
   or the row mixes both. A defense's ASR from non-adaptive attacks only is an upper bound on its strength.
@@ -21,7 +22,7 @@ import pandas as pd
 
 from harness.types import Record
 
-COST = ("queries", "attacker_queries", "forward", "backward", "seconds")
+COST = ("queries", "attacker_queries", "forward", "backward", "tokens", "seconds")
 
 
 def cost_fields(record: Record) -> dict[str, Any]:
