@@ -55,6 +55,8 @@ def budget_curves(frame: pd.DataFrame) -> tuple[str, list[tuple[str, list[float]
     if "queries" not in frame:
         return "", []
     rows = frame[frame["label"] == "harmful"]
+    if "param.turn" in rows:  # a conversation's turns are several records of one behavior: turns_to_break shows it
+        rows = rows[rows["param.turn"].isna()]
     x = "queries" if rows["queries"].notna().any() else "forward"
     rows = rows[rows[x].notna() & ~rows["error"]]
     lines = []
