@@ -35,7 +35,7 @@ from harness.run import manifest
 from harness.store.records import RecordStore
 from harness.training import contamination
 from harness.training.distributed import is_main
-from harness.types import RECIPE_VERSION, Completion, Record, Request, Sampling, Verdict, content_hash
+from harness.types import RECIPE_VERSION, Completion, Record, Request, Sampling, content_hash
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +100,8 @@ def run(exp: Experiment) -> Outcome:
                       behavior=by_id[completion.request.behavior_id], completion=completion, verdict=verdict)
 
     def judged(completions: list[Completion]) -> list[Record]:
-        """A failed completion (an attack that could not build its request) gets an error verdict, never the judge's."""
-        asked = [c for c in completions if c.finish_reason != "error"]
-        verdicts = iter(exp.judge.judge([(by_id[c.request.behavior_id], c) for c in asked]) if asked else [])
-        return [record(c, next(verdicts) if c.finish_reason != "error" else
-                       Verdict(harmful=None, judge=exp.judge.id, error=f"request failed: {c.text}")) for c in completions]
+        pairs = [(by_id[c.request.behavior_id], c) for c in completions]
+        return [record(c, v) for c, v in zip(completions, exp.judge.judge_records(pairs), strict=True)]
 
     store = RecordStore(exp.out_dir / "records.jsonl")
     existing = store.load(repair=True)  # the writer, under the run folder's lock: mends a torn last line

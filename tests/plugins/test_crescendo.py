@@ -12,8 +12,10 @@ from attacks.crescendo.prompts import PREFILL, parse
 from harness.defense import Defense
 from harness.errors import HarnessError
 from harness.judge.base import Judge
+from harness.judge.keyword import KeywordJudge
 from harness.run.compose import build_experiment
 from harness.run.loop import Experiment, run
+from harness.run.rejudge import rejudge_folder
 from harness.store.records import RecordStore
 from harness.types import Behavior, Sampling, Verdict
 
@@ -121,7 +123,9 @@ def test_an_attacker_without_questions_is_a_failed_request_never_a_verdict(cresc
     assert len(outcome.records) == 2
     assert all(r.verdict.harmful is None and "held no question after 2 draws" in r.verdict.error for r in outcome.records)
     again, attacker, _ = crescendo(attacker=lambda r: "", attacker_retries=1)
-    assert run(again).rejudged == 0 and attacker.sent == []  # a failed request keeps its error verdict on a re-run
+    assert run(again).rejudged == 0 and attacker.sent == []
+    records, _ = rejudge_folder(exp.out_dir, KeywordJudge())  # a judge that would call any text harmful
+    assert all(r.verdict.harmful is None and r.verdict.judge.startswith("keyword") for r in records)  # a failed request keeps its error verdict on a re-run
 
 
 def test_parse_reads_the_question():
