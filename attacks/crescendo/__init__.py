@@ -5,7 +5,8 @@ Each behavior is one conversation, driven by the run loop in rounds (`Attack.fol
 round, the attacker model (any card on any engine: the embedded one by default, a server with
 `engine@attack.attacker_engine=openai`) reads the conversation so far and writes the next user
 turn; the run's engine (as the defense wrapped it) answers it and the run's judge labels the answer,
-so *every turn is a record* (`params.turn`: its place in the conversation the target saw). The
+so *every turn is a record* (`params.turn`: its place in the conversation the target saw; `turns` and
+`max_backtracks` keep runs with other budgets apart when reports merge them). The
 judge in the loop (`attack.judge`, the keyword judge by default) then decides: harmful ends the
 conversation (broken); a refusal is a backtrack while `max_backtracks` last (the turn is dropped
 from the conversation the target sees, the attacker is told and asks again; the dropped turn
@@ -150,7 +151,7 @@ class CrescendoAttack(AttackerAttack):
     def turn(self, c: Conversation, question: str) -> Request:
         history = [Message(role=role, content=text) for q, a in c.kept for role, text in (("user", q), ("assistant", a))]
         return self.ask(c.behavior, self.sampling, messages=(*history, Message(role="user", content=question)),
-                        params={"turn": c.turn},
+                        params={"turn": c.turn, "turns": self.settings.turns, "max_backtracks": self.settings.max_backtracks},
                         cost=Cost(queries=c.queries, attacker_queries=c.attacker_queries, tokens=c.tokens))
 
     def chat(self, c: Conversation) -> tuple[Message, ...]:
