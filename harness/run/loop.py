@@ -153,6 +153,7 @@ def run(exp: Experiment) -> Outcome:
         if not requests and not failures:
             break
         n_requests += len(requests)
+        log.info("%s: next round, %d requests (%d failed to build)", exp.attack.name, len(requests), len(failures))
         failed = settle(requests, failures, first=False)
     generated, reused, rejudged = counts["generated"], counts["reused"], counts["rejudged"]
     records = [have[k] for k in keys if k in have]
