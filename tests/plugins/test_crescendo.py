@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ROOT
-from hydra import compose, initialize_config_dir
 from test_filter_defenses import Stub
 
 from attacks.crescendo import CrescendoAttack
@@ -13,7 +11,6 @@ from harness.defense import Defense
 from harness.errors import HarnessError
 from harness.judge.base import Judge
 from harness.judge.keyword import KeywordJudge
-from harness.run.compose import build_experiment
 from harness.run.loop import Experiment, run
 from harness.run.rejudge import rejudge_folder
 from harness.store.records import RecordStore
@@ -141,14 +138,4 @@ def test_bad_crescendo_settings_name_the_value(tiny):
     with pytest.raises(HarnessError, match="sampling.n=2"):
         attack.requests(BEHAVIORS, tiny, Sampling(n=2, temperature=1.0))
 
-
-def test_crescendo_composes_from_config_and_runs_on_tiny(tiny, data_dir, tmp_path):
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[
-            "model=local", f"model.path={tiny.folder}", "model.name=tiny", f"data_dir={data_dir}", f"cache_dir={tmp_path}",
-            "limit=2", "sampling.max_tokens=4", f"out_dir={tmp_path / 'run'}", "attack=crescendo", "model@attack.attacker=local",
-            f"attack.attacker.path={tiny.folder}", "attack.turns=2", "attack.attacker_max_tokens=8", "judge=keyword"])
-    outcome = run(build_experiment(cfg))
-    assert {r.completion.request.attack for r in outcome.records} == {"crescendo"}
-    assert {r.completion.request.params["turn"] for r in outcome.records} <= {1, 2}
-    assert len(list((tmp_path / "crescendo").glob("*.jsonl"))) == 2
+# attack=crescendo composed from its config and run on the tiny model: tests/system/test_crescendo_kill_resume.py
