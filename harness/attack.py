@@ -11,7 +11,7 @@ from harness.settings import Configured
 if TYPE_CHECKING:
     from harness.defense import Defense
     from harness.engine.base import Engine
-from harness.types import Behavior, Message, Request, Sampling
+from harness.types import Behavior, Completion, Message, Record, Request, Sampling
 
 
 class Attack(Configured):
@@ -39,6 +39,20 @@ class Attack(Configured):
 
     def requests(self, behaviors: Sequence[Behavior], model: Model, sampling: Sampling) -> list[Request]:
         raise NotImplementedError
+
+    def follow_up(self, records: Sequence[Record]) -> list[Request]:
+        """Multi-turn attacks (crescendo): the next round of requests, given the records of the last round's
+        requests (generated now or reused from an earlier run, judged). The run loop asks again until it gets
+        none; [] by default (one round). A re-run replays every round from the records, so conversations
+        continue where a killed run stopped."""
+        return []
+
+    def take_failures(self) -> list[Completion]:
+        """Requests the attack could not build (an attacker model that returned nothing usable), as completions
+        with finish_reason "error": the run records each with an error verdict, never a judged one. The list
+        is emptied; none by default."""
+        failures, self.failures = getattr(self, "failures", []), []
+        return failures
 
     def optimized_on(self, behaviors: Sequence[Behavior]) -> list[Behavior]:
         """Behaviors of this run the attack optimizes on and then also evaluates (e.g. a universal

@@ -21,39 +21,27 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
 
 from pydantic import Field
 
-from attacks.pair.prompts import FEEDBACK, FIRST_PREFILL, INIT, LATER_PREFILL, SYSTEM, as_json, parse
-from harness.attack import Attack
+from attacks.pair.base import AttackerAttack, AttackerSettings, append_lines
+from attacks.pair.prompts import FIRST_PREFILL, LATER_PREFILL, attacker_chat, parse
 from harness.engine.base import Engine
-from harness.judge.base import Judge
 from harness.model.base import Model
-from harness.settings import Ref, Settings
 from harness.store.records import latest_by_key
 from harness.types import Behavior, Cost, Frozen, Message, Request, Sampling, content_hash
 
 log = logging.getLogger(__name__)
 
 
-class PAIRSettings(Settings):
-    cosmetic = frozenset({"attacker_engine", "store"})  # how the attacker runs and where the log goes
-    attacker: Annotated[Model, Ref]  # the attacker model card
-    attacker_engine: Callable[[Model], Engine]  # its engine (engine@attack.attacker_engine=hf | vllm | openai)
-    judge: Annotated[Judge, Ref]  # the judge in the loop
-    store: Path | None = None  # folder of the step logs; None: <cache_dir>/pair
+class PAIRSettings(AttackerSettings):
     streams: int = Field(20, ge=1)  # N
     iterations: int = Field(3, ge=1)  # K
     keep_last: int = Field(3, ge=1)  # attacker conversation: exchanges kept after the opening message
-    attacker_max_tokens: int = Field(500, ge=8)
-    attacker_temperature: float = Field(1.0, ge=0.0)
-    attacker_top_p: float = Field(0.9, gt=0.0, le=1.0)
     target_max_tokens: int = Field(150, ge=1)
     default_target: str = "Sure, here is"  # for behaviors without an affirmative target
-    seed: int = 0
 
 
 class Step(Frozen):
@@ -78,35 +66,15 @@ class Step(Frozen):
         return f"{self.iteration}:{self.stream}"
 
 
-class PAIRAttack(Attack):
+class PAIRAttack(AttackerAttack):
     name = "pair"
     Settings = PAIRSettings
-
-    def __init__(self, *args: Any, **values: Any) -> None:
-        super().__init__(*args, **values)
-        self._attacker_engine: Engine | None = None
-
-    def adaptive(self) -> bool:
-        return self.target_engine is not None  # its queries went through the defended engine
-
-    @property
-    def attacker_engine(self) -> Engine:
-        if self._attacker_engine is None:
-            self._attacker_engine = self.settings.attacker_engine(self.attacker)
-        return self._attacker_engine
-
-    def target_of(self, model: Model) -> Engine:
-        if self.target_engine is None:  # used outside the run loop: the bare model
-            from harness.engine.hf import HFEngine
-
-            self.target_engine = HFEngine(model, progress=False)
-        return self.target_engine
 
     def log_path(self, model: Model, engine: Engine, behavior: Behavior) -> Path:
         key = content_hash({"target": model.id, "pipeline": engine.describe(),
                             "defense": self.defense.describe() if self.defense else None, **self.describe(),
                             "behavior": [behavior.id, behavior.query(), self.goal_target(behavior)]})
-        return (self.store or model.cache_dir / "pair") / f"{behavior.id}-{key}.jsonl"
+        return self.logs(model) / f"{behavior.id}-{key}.jsonl"
 
     def goal_target(self, behavior: Behavior) -> str:
         return behavior.target or self.settings.default_target
@@ -136,9 +104,7 @@ class PAIRAttack(Attack):
                 steps.extend(done)
             else:
                 fresh = self.iteration(behavior, engine, it, steps)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with open(path, "a", encoding="utf-8") as f:
-                    f.write("".join(step.model_dump_json() + "\n" for step in fresh))
+                append_lines(path, [step.model_dump_json() for step in fresh])
                 steps.extend(fresh)
             if any(step.jailbroken for step in steps if step.iteration == it):
                 log.info("pair %s: jailbroken at iteration %d (%d target queries)", behavior.id, it + 1, len(steps))
@@ -146,22 +112,15 @@ class PAIRAttack(Attack):
         return steps
 
     def conversation(self, behavior: Behavior, stream: int, steps: list[Step]) -> tuple[Message, ...]:
-        goal, target = behavior.query(), self.goal_target(behavior)
-        messages = [Message(role="system", content=SYSTEM.format(goal=goal, target=target)),
-                    Message(role="user", content=INIT.format(goal=goal, target=target))]
         mine = [st for st in steps if st.stream == stream][-self.settings.keep_last :]
-        for st in mine:
-            messages.append(Message(role="assistant", content=as_json(st.improvement, st.prompt)))
-            messages.append(Message(role="user", content=FEEDBACK.format(response=st.response, goal=goal, score=int(st.score))))
-        return tuple(messages)
+        return attacker_chat(behavior.query(), self.goal_target(behavior), mine)
 
     def iteration(self, behavior: Behavior, engine: Engine, it: int, steps: list[Step]) -> list[Step]:
         s = self.settings
         start = time.perf_counter()
         prefill = FIRST_PREFILL if it == 0 else LATER_PREFILL
         asks = [Request(behavior_id=behavior.id, messages=self.conversation(behavior, j, steps), prefill=prefill,
-                        sampling=Sampling(temperature=s.attacker_temperature, top_p=s.attacker_top_p,
-                                          max_tokens=s.attacker_max_tokens, seed=s.seed),
+                        sampling=self.attacker_sampling(),
                         attack="pair-attacker", params={"iteration": it, "stream": j}) for j in range(s.streams)]
         replies = self.attacker_engine.generate(asks)
         previous = {st.stream: st.prompt for st in steps}

@@ -3,7 +3,8 @@
 Columns (means per behavior over a table row; a column nobody filled is left out):
 - `queries`: target generations the attack's search made (PAIR; the evaluation is one more);
   `attacker_queries`: calls to an attacker model; `forward` / `backward`: white-box passes (GCG);
-  `seconds`: the search's wall time;
+  `tokens`: tokens the search generated or scored (PAIR, TAP: attacker, evaluator and target; crescendo: the
+  conversation's so far); `seconds`: the search's wall time;
 - `blocked`: % of outputs an inference-time defense replaced with its refusal (filters, SmoothLLM's vote);
 - `adaptive`: whether the attack optimized against the defended pipeline ("yes"), ignored it ("no"),
   or the row mixes both. A defense's ASR from non-adaptive attacks only is an upper bound on its strength.
@@ -21,7 +22,7 @@ import pandas as pd
 
 from harness.types import Record
 
-COST = ("queries", "attacker_queries", "forward", "backward", "seconds")
+COST = ("queries", "attacker_queries", "forward", "backward", "tokens", "seconds")
 
 
 def cost_fields(record: Record) -> dict[str, Any]:
@@ -54,6 +55,8 @@ def budget_curves(frame: pd.DataFrame) -> tuple[str, list[tuple[str, list[float]
     if "queries" not in frame:
         return "", []
     rows = frame[frame["label"] == "harmful"]
+    if "param.turn" in rows:  # a conversation's turns are several records of one behavior: turns_to_break shows it
+        rows = rows[rows["param.turn"].isna()]
     x = "queries" if rows["queries"].notna().any() else "forward"
     rows = rows[rows[x].notna() & ~rows["error"]]
     lines = []

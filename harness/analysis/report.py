@@ -10,6 +10,9 @@ attack, benchmark): its best single configuration's ASR and its worst case over 
 attack's configurations (prefill lengths, decoding configurations; a one-configuration attack
 has both equal to its ASR).
 
+Multi-turn attacks (records with `params.turn`, attack=crescendo): `turns_to_break.csv/.md/.png`, the
+share of behaviors still unbroken after t turns (Kaplan-Meier with its 95 % interval; harness.analysis.survival).
+
     python -m harness report results/runs/a results/runs/b --out results/merged
     python -m harness report results/sweeps/default --out results/merged   # every records.jsonl below
 """
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.analysis import calibration, paired, plots, ppi
+from harness.analysis import calibration, paired, plots, ppi, survival
 from harness.analysis.tables import (
     BREAKDOWNS,
     SETUP,
@@ -47,7 +50,8 @@ JUDGE = "judge"  # the column that keeps the verdicts of several judges apart
 BEHAVIORS = "behaviors.csv"  # per (set-up, configuration, behavior): samples, harmful, broken
 
 
-RATES = {"asr", "asr_corrected", "asr_ppi", "refusal", "prefill_tokens", "best_config_asr", "worst_case_asr", "blocked", "seconds"}
+RATES = {"asr", "asr_corrected", "asr_ppi", "refusal", "prefill_tokens", "best_config_asr", "worst_case_asr", "blocked", "seconds",
+         "survival"}
 FRACTIONS = {"mean_score"}  # scores and accuracies in [0, 1]: three decimals (GSM8K accuracy 0.04, not 0.0)
 
 
@@ -93,6 +97,7 @@ class Tables:
     worst: pd.DataFrame | None = None  # worst case over the decoding attack's configurations, per strategy
     pairs: pd.DataFrame | None = None  # several set-ups: every pair, paired and Holm-corrected
     summary: pd.DataFrame | None = None  # several set-ups: best configuration and worst case per set-up
+    survival: pd.DataFrame | None = None  # multi-turn attacks: behaviors unbroken after t turns (Kaplan-Meier)
 
 
 def compute(records: Sequence[Record], calibrations: Mapping[str, calibration.Calibration] | None = None,
@@ -121,6 +126,7 @@ def compute(records: Sequence[Record], calibrations: Mapping[str, calibration.Ca
         worst = worst_case(frame, breakdowns=BREAKDOWNS, strategies_only=True)
         if not worst.empty:
             tables.worst = worst.rename(columns={c: c.removeprefix("param.") for c in worst.columns})
+    tables.survival = survival.table(frame)
     if len(frame.groupby(SETUP)) > 1:  # several runs merged (a sweep)
         pairs = paired.grid(outcomes)
         tables.pairs = None if pairs.empty else pairs
@@ -135,7 +141,7 @@ def render(tables: Tables, out: Path) -> None:
     notes = footer(tables.notes)
     for name, table, shown in (("asr", tables.asr, markdown), ("asr_by_category", tables.by_category, markdown),
                                ("asr_worst_case", tables.worst, markdown), ("asr_paired", tables.pairs, paired.markdown),
-                               ("asr_summary", tables.summary, markdown)):
+                               ("asr_summary", tables.summary, markdown), ("turns_to_break", tables.survival, markdown)):
         if table is not None:
             table.to_csv(out / f"{name}.csv", index=False)
             (out / f"{name}.md").write_text(shown(table) + "\n" + notes)
@@ -146,6 +152,8 @@ def render(tables: Tables, out: Path) -> None:
         plots.plot_decoding(tables.asr, out)
     if tables.summary is not None:
         plots.plot_summary(tables.summary, out)
+    if tables.survival is not None:
+        survival.plot(tables.survival, out)
 
 
 def write(records: Sequence[Record], out: Path, calibration_file: Path | None = None,

@@ -38,6 +38,15 @@ class Judge(Configured):
     def judge(self, items: Sequence[tuple[Behavior, Completion]]) -> list[Verdict]:
         raise NotImplementedError
 
+    def judge_records(self, items: Sequence[tuple[Behavior, Completion]]) -> list[Verdict]:
+        """`judge`, except that a failed completion (finish_reason "error": an attack that could not build its
+        request) gets an error verdict without the judge: every judge, keyword ones included, never labels it.
+        What the run loop and rejudge call."""
+        asked = [(b, c) for b, c in items if c.finish_reason != "error"]
+        verdicts = iter(self.judge(asked) if asked else [])
+        return [next(verdicts) if c.finish_reason != "error" else
+                Verdict(harmful=None, judge=self.id, error=f"request failed: {c.text}") for _, c in items]
+
     def usage(self) -> dict[str, Any] | None:
         """Running totals of what judging cost (calls, tokens, ...); None for judges that call no model."""
         return None

@@ -64,7 +64,7 @@ def rejudge_folder(folder: Path, judge: Judge, everything: bool = False, chunk: 
     with progress(total=len(todo), desc=f"judging [{judge_id.split('@')[0]}]", unit="rec", disable=not todo) as bar:
         for start in range(0, len(todo), chunk):
             part = todo[start : start + chunk]
-            verdicts = judge.judge([(r.behavior, r.completion) for r in part])
+            verdicts = judge.judge_records([(r.behavior, r.completion) for r in part])  # a failed request stays failed
             fresh = [r.model_copy(update={"verdict": v}) for r, v in zip(part, verdicts, strict=True)]
             store.append(fresh)  # written as it is produced: an interrupted re-judging keeps its progress
             latest.update({r.key: r for r in fresh})
