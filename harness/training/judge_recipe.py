@@ -24,9 +24,9 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from harness.errors import HarnessError, choices
-from harness.judge.learned import HEAD_CONFIG, HEAD_WEIGHTS, PLAIN_CHATML, POOLINGS, parts, pooled
+from harness.judge.learned import HEAD_CONFIG, HEAD_WEIGHTS, PLAIN_CHATML, POOLINGS, Recipe, parts, pooled
 from harness.model.base import LocalModel, Model
-from harness.settings import Configured, Ref, Settings
+from harness.settings import Ref, Settings
 from harness.training import judge_data
 from harness.training.loop import Batch, Example, Objective, TrainKey, TrainSettings, train
 from harness.util.progress import progress
@@ -165,9 +165,8 @@ class LearnedJudgeRecipeSettings(Settings):
     seed: int = 0
 
 
-class LearnedJudgeRecipe(Configured):
+class LearnedJudgeRecipe(Recipe):
     name = "learned_judge"
-    option = "judge.recipe"
     Settings = LearnedJudgeRecipeSettings
 
     def __init__(self, *args: Any, **values: Any) -> None:
@@ -178,9 +177,6 @@ class LearnedJudgeRecipe(Configured):
         if "test" in self.splits:
             raise HarnessError("judge.recipe.splits: the test split is what judge-eval measures the judge on; "
                                "train on train (and dev), never on test")
-
-    def describe(self) -> dict[str, Any]:
-        return {"recipe": self.name, **self.settings.identity()}
 
     def card(self) -> Model:
         """The backbone as the classifier reads text: its template (plain ChatML by default), no system prompt."""

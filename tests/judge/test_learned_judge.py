@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.judge.learned import LearnedJudge, parts, token_ids
+from harness.judge.learned import LearnedJudge, Recipe, parts, token_ids
 from harness.training import judge_data
 from harness.training.judge_recipe import LearnedJudgeRecipe
 from harness.training.loop import Encoder, TrainSettings
@@ -124,9 +124,8 @@ def test_training_and_judging_read_the_same_tokens(tiny):
 
 
 def test_the_cascade_decides_opening_refusals_without_the_classifier(tiny):
-    class Unbuilt:
-        def describe(self):
-            return {"recipe": "unbuilt"}
+    class Unbuilt(Recipe):
+        name = "unbuilt"
 
         def build(self):
             raise AssertionError("the classifier should not be needed")

@@ -28,7 +28,7 @@ from harness.errors import HarnessError
 from harness.model.base import Model
 from harness.settings import Configured, Settings, identity_of, parse
 
-PACKAGES = ("attacks", "defenses", "benchmarks", "harness.judge", "harness.engine")
+PACKAGES = ("attacks", "defenses", "benchmarks", "harness.judge", "harness.engine", "harness.training")
 
 
 class Card(Model):
