@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.analysis import calibration, paired, plots, ppi
+from harness.analysis import best_of_n, calibration, paired, plots, ppi
 from harness.analysis.tables import (
     BREAKDOWNS,
     SETUP,
@@ -88,6 +88,7 @@ class Tables:
     worst: pd.DataFrame | None = None  # worst case over the decoding attack's configurations, per strategy
     pairs: pd.DataFrame | None = None  # several set-ups: every pair, paired and Holm-corrected
     summary: pd.DataFrame | None = None  # several set-ups: best configuration and worst case per set-up
+    best_of_n: best_of_n.BestOfN | None = None  # attack=best_of_n: ASR against N, the power-law fit, cost
 
 
 def compute(records: Sequence[Record], calibrations: Mapping[str, calibration.Calibration] | None = None,
@@ -116,6 +117,7 @@ def compute(records: Sequence[Record], calibrations: Mapping[str, calibration.Ca
         worst = worst_case(frame, breakdowns=BREAKDOWNS, strategies_only=True)
         if not worst.empty:
             tables.worst = worst.rename(columns={c: c.removeprefix("param.") for c in worst.columns})
+    tables.best_of_n = best_of_n.analyse(frame)
     if len(frame.groupby(SETUP)) > 1:  # several runs merged (a sweep)
         pairs = paired.grid(outcomes)
         tables.pairs = None if pairs.empty else pairs
@@ -135,6 +137,12 @@ def render(tables: Tables, out: Path) -> None:
             table.to_csv(out / f"{name}.csv", index=False)
             (out / f"{name}.md").write_text(shown(table) + "\n" + notes)
     tables.behaviors.to_csv(out / BEHAVIORS, index=False)
+    if tables.best_of_n is not None:
+        bon = tables.best_of_n
+        bon.curve.to_csv(out / "best_of_n.csv", index=False)
+        bon.fit.to_csv(out / "best_of_n_fit.csv", index=False)
+        (out / "best_of_n.md").write_text(best_of_n.markdown(bon) + "\n" + footer(tables.notes + bon.notes))
+        plots.plot_best_of_n(bon.curve, out)
     plots.plot_sweeps(tables.frame, tables.asr, out)
     plots.plot_asr_vs_budget(tables.frame, out)
     if f"param.{STRATEGY}" in tables.frame.columns:
