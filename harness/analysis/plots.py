@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.analysis import cost
+from harness.analysis import best_of_n, cost
 from harness.analysis.tables import PARAM_LABELS, SETUP, STRATEGY, WORST, param_columns
 
 
@@ -29,6 +29,8 @@ def plot_sweeps(frame: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Pat
     written = []
     for column in param_columns(frame):
         name = column.removeprefix("param.")
+        if name == best_of_n.PARAM:  # an augmentation's index, not a strength: plot_best_of_n draws ASR against N
+            continue
         rows = table[table[name].notna()]
         if STRATEGY in rows.columns:
             rows = rows[rows[STRATEGY].isna()]
@@ -169,3 +171,32 @@ def plot_asr_vs_budget(frame: pd.DataFrame, out: Path) -> Path | None:
         return None
     label = "target queries" if x == "queries" else "forward passes (candidate evaluations)"
     return asr_lines(out / "asr_vs_queries.png", lines, f"budget: {label} per behavior", "ASR against attack budget")
+
+
+def plot_best_of_n(curve: pd.DataFrame, out: Path) -> Path:
+    """Best-of-N: ASR against the number of augmentations N (log scale) with its 95 % band, the power-law fit dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    lines = [c for c in SETUP if curve[c].nunique() > 1] or ["model"]
+    for label, part in curve.groupby([curve[c] for c in lines]):
+        name = " / ".join(map(str, label if isinstance(label, tuple) else (label,)))
+        line, = ax.plot(part["N"], part["asr"], marker="o", label=name)
+        band(ax, part["N"], part, line.get_color())
+        if part["asr_fit"].notna().any():
+            ax.plot(part["N"], part["asr_fit"], ls="--", color=line.get_color(), lw=1)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("augmentations N per behavior")
+    ax.set_ylabel("attack success rate (%)")
+    ax.set_ylim(-2, 102)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, title="dashed: power-law fit", title_fontsize=7)
+    ax.set_title(f"best-of-N on {', '.join(sorted(curve['benchmark'].unique()))}")
+    fig.tight_layout()
+    path = out / "best_of_n.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

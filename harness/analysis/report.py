@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.analysis import calibration, paired, plots, ppi, survival
+from harness.analysis import best_of_n, calibration, paired, plots, ppi, survival
 from harness.analysis.tables import (
     BREAKDOWNS,
     SETUP,
@@ -98,6 +98,7 @@ class Tables:
     pairs: pd.DataFrame | None = None  # several set-ups: every pair, paired and Holm-corrected
     summary: pd.DataFrame | None = None  # several set-ups: best configuration and worst case per set-up
     survival: pd.DataFrame | None = None  # multi-turn attacks: behaviors unbroken after t turns (Kaplan-Meier)
+    best_of_n: best_of_n.BestOfN | None = None  # attack=best_of_n: ASR against N, the power-law fit, cost
 
 
 def compute(records: Sequence[Record], calibrations: Mapping[str, calibration.Calibration] | None = None,
@@ -127,6 +128,7 @@ def compute(records: Sequence[Record], calibrations: Mapping[str, calibration.Ca
         if not worst.empty:
             tables.worst = worst.rename(columns={c: c.removeprefix("param.") for c in worst.columns})
     tables.survival = survival.table(frame)
+    tables.best_of_n = best_of_n.analyse(frame)
     if len(frame.groupby(SETUP)) > 1:  # several runs merged (a sweep)
         pairs = paired.grid(outcomes)
         tables.pairs = None if pairs.empty else pairs
@@ -146,6 +148,12 @@ def render(tables: Tables, out: Path) -> None:
             table.to_csv(out / f"{name}.csv", index=False)
             (out / f"{name}.md").write_text(shown(table) + "\n" + notes)
     tables.behaviors.to_csv(out / BEHAVIORS, index=False)
+    if tables.best_of_n is not None:
+        bon = tables.best_of_n
+        bon.curve.to_csv(out / "best_of_n.csv", index=False)
+        bon.fit.to_csv(out / "best_of_n_fit.csv", index=False)
+        (out / "best_of_n.md").write_text(best_of_n.markdown(bon) + "\n" + footer(tables.notes + bon.notes))
+        plots.plot_best_of_n(bon.curve, out)
     plots.plot_sweeps(tables.frame, tables.asr, out)
     plots.plot_asr_vs_budget(tables.frame, out)
     if f"param.{STRATEGY}" in tables.frame.columns:

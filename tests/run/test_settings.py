@@ -91,7 +91,8 @@ BASE = {"FinetuneSettings": {"train": {"save_steps": [1, 2]}},
         "SafetySignalSettings": {"harmful": AdvBench(), "benign": HarmBench()},
         "DecodingSettings": {"temperatures": [0.5]}}
 # Settings whose valid values a type cannot suggest.
-OTHER = {("SafetySignalSettings", "objective"): [{"lam": 0.1}], ("CustomSettings", "columns"): [{"prompt": "question"}]}
+OTHER = {("SafetySignalSettings", "objective"): [{"lam": 0.1}], ("CustomSettings", "columns"): [{"prompt": "question"}],
+         ("RefusalAblationSettings", "position"): [-1], ("RefusalAblationSettings", "positions"): [(-1,)]}
 
 
 def required(cls: type[Settings], pick: int = 0) -> dict[str, Any]:
