@@ -1,18 +1,22 @@
 """Generation speed: the per-prompt `generate` loop research code uses vs the batched HF engine
-vs the vLLM engine, and the decoding-attack sweep as one batched generation vs the
-reference implementation's loop (one `generate` call per prompt per configuration).
+(encoding each shared prompt once, and as it was before: every row encoded on its own) vs the
+vLLM engine, and the decoding-attack sweep as one batched generation vs the reference
+implementation's loop (one `generate` call per prompt per configuration).
 
 Part 1, greedy: same model, same prompts (AdvBench), same max tokens, measured in one run;
-tokens/s of each and the ratio to the loop; greedy outputs compared with the loop's.
+tokens/s of each and the ratio of wall times to the loop's; greedy outputs compared with the
+loop's. The engines run `--repeats` times each, alternating (median and range); the loop once,
+its ratio's 95 % interval from the spread of its per-prompt times (a t interval on the mean).
 Part 2, the decoding sweep (attack=decoding, its full default grid: greedy, 20 temperatures,
 20 top-p, 9 top-k values, each with and without the system prompt = 100 configurations per
-prompt): the harness's sweep (all requests to the engine at once, per-row sampling) against
-the reference loop. The loop is timed on a random sample of (prompt, configuration) calls and
-extrapolated as mean seconds per call x number of calls (with the sample's standard error);
-the output says so. vLLM (engine=vllm) is measured when it imports, else recorded as not
-installed. Writes results/bench/generation.{json,md}.
+prompt, 2 distinct prompts per behavior): the harness's sweep (all requests to the engine at
+once, per-row sampling) against the reference loop. The loop is timed on a random sample of
+(prompt, configuration) calls and extrapolated as mean seconds per call x number of calls
+(95 % t interval of the mean); the output says so. Every greedy configuration is also run by
+the loop and compared. vLLM (engine=vllm, prefix caching on) is measured when it imports, else
+recorded as not installed. Writes results/bench/generation.{json,md}.
 
-    python bench/generation.py                       # embedded SmolLM2 (CPU: ~15 min)
+    python bench/generation.py                       # embedded SmolLM2 (CPU, 2 cores: ~8 min)
     python bench/generation.py --model tiny --prompts 8 --sweep-prompts 2 --loop-calls 10 --name smoke   # smoke run
 """
 
@@ -60,6 +64,20 @@ def timed(fn, *args) -> tuple[Any, float]:
     return out, time.perf_counter() - start
 
 
+def t95(n: int) -> float:
+    """Two-sided 95 % Student t quantile with n - 1 degrees of freedom."""
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, n - 1)) if n > 1 else float("nan")
+
+
+def mean_interval(values: list[float]) -> tuple[float, float, float]:
+    """Mean of `values` and its 95 % t interval."""
+    mean = statistics.fmean(values)
+    half = t95(len(values)) * statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return mean, mean - half, mean + half
+
+
 def vllm_engine(model, args):
     """The vLLM engine and its start-up seconds, or (None, reason) when it cannot run here."""
     try:
@@ -72,10 +90,34 @@ def vllm_engine(model, args):
         return None, f"not installed or not runnable here: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
 
 
-def row(part: str, method: str, seconds: float, tokens: int, calls: int, baseline: float | None, note: str = "") -> dict:
+def row(part: str, method: str, seconds: float, tokens: int, calls: int, baseline: float | None, note: str = "",
+        interval: tuple[float, float] | None = None) -> dict:
+    """One method's figures; `interval` is the baseline's 95 % interval (seconds), giving the ratio's."""
+    ratio = baseline / seconds if baseline else 1.0
+    low, high = (interval[0] / seconds, interval[1] / seconds) if baseline and interval else (None, None)
     return {"part": part, "method": method, "seconds": seconds, "calls": calls, "tokens": tokens,
-            "tokens_per_s": tokens / seconds if seconds else float("nan"),
-            "speedup_vs_loop": baseline / seconds if baseline else 1.0, "note": note}
+            "tokens_per_s": tokens / seconds if seconds else float("nan"), "speedup_vs_loop": ratio,
+            "speedup_95_low": low, "speedup_95_high": high, "note": note}
+
+
+def identical(a: list, b: list) -> int:
+    return sum(x == y for x, y in zip(a, b, strict=True))
+
+
+def engines_alternating(model, requests: list[Request], batch_size: int, repeats: int) -> dict[bool, tuple[list, list]]:
+    """{prefix_reuse: (outputs of the last run, seconds of each run)}, the two engines alternating."""
+    runs: dict[bool, tuple[list, list]] = {True: ([], []), False: ([], [])}
+    for _ in range(repeats):
+        for reuse in (True, False):
+            out, seconds = timed(HFEngine(model, batch_size=batch_size, progress=False, prefix_reuse=reuse).generate,
+                                 requests)
+            runs[reuse] = (out, runs[reuse][1] + [seconds])
+    return runs
+
+
+def spread(seconds: list[float]) -> str:
+    return (f"median of {len(seconds)} runs (alternating with the other engine), range "
+            f"{min(seconds):.2f}-{max(seconds):.2f} s") if len(seconds) > 1 else "one run"
 
 
 def main() -> None:
@@ -84,10 +126,12 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=32, help="part 1: prompts")
     parser.add_argument("--max-tokens", type=int, default=64, help="part 1: new tokens per prompt")
     parser.add_argument("--batch-size", type=int, default=32, help="part 1: HF engine batch size")
+    parser.add_argument("--repeats", type=int, default=3, help="part 1: runs of each engine (alternating)")
     parser.add_argument("--sweep-prompts", type=int, default=8, help="part 2: prompts (x 100 configurations)")
     parser.add_argument("--sweep-max-tokens", type=int, default=32, help="part 2: new tokens per configuration")
     parser.add_argument("--sweep-batch-size", type=int, default=100, help="part 2: HF engine batch size (rows)")
     parser.add_argument("--loop-calls", type=int, default=48, help="part 2: loop calls timed (a random sample)")
+    parser.add_argument("--no-plain", action="store_true", help="skip the HF engine without prefix reuse in part 2")
     parser.add_argument("--no-vllm", action="store_true", help="skip the vLLM engine")
     parser.add_argument("--dtype", default=None, help="override the card's dtype (float32, bfloat16)")
     parser.add_argument("--seed", type=int, default=0)
@@ -100,54 +144,87 @@ def main() -> None:
     model = instantiate(cfg.model)
     model.hf  # load once, outside the timings
     rows: list[dict] = []
+    summary: dict[str, Any] = {"model": model.name, "dtype": model.dtype}
 
-    # --- part 1: greedy, per-prompt loop vs batched HF engine vs vLLM ----------------------------
+    # --- part 1: greedy, per-prompt loop vs batched HF engine (with and without prefix reuse) vs vLLM ---------
     behaviors = AdvBench(data_dir=str(DATA), limit=args.prompts).load()
     sampling = Sampling(max_tokens=args.max_tokens)
     requests = [Request(behavior_id=b.id, messages=(Message(role="user", content=b.query()),), sampling=sampling) for b in behaviors]
-    hf_engine = HFEngine(model, batch_size=args.batch_size, progress=False)
-    hf_engine.generate(requests[:2])  # warm-up
-    batched, batched_s = timed(hf_engine.generate, requests)
-    loop, loop_s = timed(lambda: [loop_call(model, r) for r in requests])
-    same_hf = sum(c.text == text for c, (text, _) in zip(batched, loop, strict=True))
-    rows.append(row("greedy", "per-prompt generate loop", loop_s, sum(n for _, n in loop), len(requests), None))
-    rows.append(row("greedy", f"HF engine (batch {args.batch_size}, length-sorted)", batched_s,
-                    sum(c.completion_tokens for c in batched), math.ceil(len(requests) / args.batch_size), loop_s,
-                    f"greedy outputs identical to the loop: {same_hf}/{len(requests)}"))
+    HFEngine(model, batch_size=args.batch_size, progress=False).generate(requests[:2])  # warm-up
+    runs = engines_alternating(model, requests, args.batch_size, args.repeats)
+    loop_timed = [timed(loop_call, model, r) for r in requests]
+    loop = [out for out, _ in loop_timed]
+    per_prompt = [seconds for _, seconds in loop_timed]
+    loop_s = sum(per_prompt)
+    mean, low, high = mean_interval(per_prompt)
+    loop_interval = (low * len(requests), high * len(requests))
+    texts = [text for text, _ in loop]
+    rows.append(row("greedy", "per-prompt generate loop", loop_s, sum(n for _, n in loop), len(requests), None,
+                    f"{mean:.3f} s/prompt, 95 % interval of the mean {low:.3f}-{high:.3f} (n = {len(requests)})"))
+    greedy_same: dict[str, str] = {}
+    for reuse, label in ((False, "HF engine, every prompt encoded on its own (before)"),
+                         (True, "HF engine, encode once (common prefix once, each prompt once)")):
+        out, seconds = runs[reuse]
+        same = identical([c.text for c in out], texts)
+        greedy_same["hf" if reuse else "hf_plain"] = f"{same}/{len(requests)}"
+        rows.append(row("greedy", f"{label}, batch {args.batch_size}", statistics.median(seconds),
+                        sum(c.completion_tokens for c in out), math.ceil(len(requests) / args.batch_size), loop_s,
+                        f"{spread(seconds)}; greedy outputs identical to the loop: {same}/{len(requests)}", loop_interval))
 
     # --- part 2: the decoding sweep ---------------------------------------------------------------
-    attack = DecodingAttack(**{k: v for k, v in instantiate_attack_config().items()})
+    attack = DecodingAttack(**instantiate_attack_config())
     sweep_behaviors = AdvBench(data_dir=str(DATA), limit=args.sweep_prompts).load()
     sweep_requests = attack.requests(sweep_behaviors, model, Sampling(max_tokens=args.sweep_max_tokens, seed=args.seed))
     configs = len(sweep_requests) // len(sweep_behaviors)
-    sweep_engine = HFEngine(model, batch_size=args.sweep_batch_size, progress=False)
-    sweep, sweep_s = timed(sweep_engine.generate, sweep_requests)
-    sweep_tokens = sum(c.completion_tokens for c in sweep)
-    sample = random.Random(args.seed).sample(range(len(sweep_requests)), min(args.loop_calls, len(sweep_requests)))
-    per_call, loop_tokens, greedy_same, greedy_seen = [], 0, 0, 0
-    by_key = {c.request.key: c for c in sweep}
+    distinct = len({tuple(model.prompt_ids(r.messages, r.prefill)) for r in sweep_requests})
+    sweep, sweep_s = timed(HFEngine(model, batch_size=args.sweep_batch_size, progress=False).generate, sweep_requests)
+    plain, plain_s = (None, None) if args.no_plain else timed(
+        HFEngine(model, batch_size=args.sweep_batch_size, progress=False, prefix_reuse=False).generate, sweep_requests)
+    calls = len(sweep_requests)
+    sample = random.Random(args.seed).sample(range(calls), min(args.loop_calls, calls))
+    per_call, loop_tokens, loop_text = [], 0, {}
     for i in sample:
         (text, n), seconds = timed(loop_call, model, sweep_requests[i])
         per_call.append(seconds)
         loop_tokens += n
-        if sweep_requests[i].sampling.greedy:
-            greedy_seen += 1
-            greedy_same += by_key[sweep_requests[i].key].text == text
-    mean = statistics.fmean(per_call)
-    stderr = statistics.stdev(per_call) / math.sqrt(len(per_call)) if len(per_call) > 1 else float("nan")
-    calls = len(sweep_requests)
-    loop_total = mean * calls
+        loop_text[i] = text
+    greedy_configs = [i for i, r in enumerate(sweep_requests) if r.sampling.greedy]
+    for i in greedy_configs:  # every greedy configuration through the loop (untimed beyond the sample)
+        if i not in loop_text:
+            loop_text[i] = loop_call(model, sweep_requests[i])[0]
+    by_key = {c.request.key: c.text for c in sweep}
+    sweep_same = identical([by_key[sweep_requests[i].key] for i in greedy_configs], [loop_text[i] for i in greedy_configs])
+    mean, low, high = mean_interval(per_call)
+    loop_total, sweep_interval = mean * calls, (low * calls, high * calls)
     loop_tokens_total = loop_tokens / len(sample) * calls
     rows.append(row("decoding sweep", "reference loop (one generate per prompt x configuration), extrapolated",
                     loop_total, round(loop_tokens_total), calls, None,
                     f"EXTRAPOLATED: {len(sample)} of {calls} calls timed (random sample), {mean:.3f} s/call "
-                    f"(+-{stderr:.3f} standard error) x {calls} calls; tokens likewise"))
-    rows.append(row("decoding sweep", f"harness sweep: HF engine, all {calls} requests at once (batch {args.sweep_batch_size} rows)",
-                    sweep_s, sweep_tokens, math.ceil(calls / args.sweep_batch_size), loop_total,
-                    f"greedy configurations identical to the loop's: {greedy_same}/{greedy_seen} sampled"))
-
-    report(args, model, rows, requests, same_hf, sweep_behaviors, configs, calls, sample, loop_total, stderr,
-           sweep_s, "pending (the bench stopped before vLLM ran)")
+                    f"(95 % interval of the mean {low:.3f}-{high:.3f}) x {calls} calls; tokens likewise"))
+    if plain is not None:
+        plain_key = {c.request.key: c.text for c in plain}
+        same_plain = identical([plain_key[sweep_requests[i].key] for i in greedy_configs],
+                               [loop_text[i] for i in greedy_configs])
+        rows.append(row("decoding sweep", f"HF engine, every row encoded on its own (before), batch {args.sweep_batch_size}",
+                        plain_s, sum(c.completion_tokens for c in plain), math.ceil(calls / args.sweep_batch_size),
+                        loop_total, f"one run; greedy configurations identical to the loop's: {same_plain}/"
+                                    f"{len(greedy_configs)}", sweep_interval))
+    rows.append(row("decoding sweep", f"HF engine, encode once ({distinct} distinct prompts for {calls} requests), "
+                                      f"batch {args.sweep_batch_size}",
+                    sweep_s, sum(c.completion_tokens for c in sweep), math.ceil(calls / args.sweep_batch_size), loop_total,
+                    f"one run; greedy configurations identical to the loop's: {sweep_same}/{len(greedy_configs)}",
+                    sweep_interval))
+    summary.update({
+        "greedy": {"prompts": len(requests), "max_tokens": args.max_tokens, "repeats": args.repeats,
+                   "loop_seconds": loop_s, "identical_greedy_outputs": greedy_same},
+        "decoding_sweep": {"prompts": len(sweep_behaviors), "configurations_per_prompt": configs, "calls": calls,
+                           "distinct_prompts": distinct, "max_tokens": args.sweep_max_tokens,
+                           "loop_calls_timed": len(sample), "loop_seconds_extrapolated": loop_total,
+                           "loop_seconds_95": list(sweep_interval), "sweep_seconds_hf": sweep_s,
+                           "sweep_seconds_hf_plain": plain_s,
+                           "identical_greedy_configurations_hf": f"{sweep_same}/{len(greedy_configs)}"},
+    })
+    report(args, rows, summary, "pending (the bench stopped before vLLM ran)")
 
     # --- vLLM (last: it binds OpenMP threads for the rest of the process) --------------------------
     vllm_note = "skipped (--no-vllm)"
@@ -160,48 +237,49 @@ def main() -> None:
             try:
                 engine.generate(requests[:2])  # warm-up
                 out, seconds = timed(engine.generate, requests)
-                same = sum(c.text == text for c, (text, _) in zip(out, loop, strict=True))
+                same = identical([c.text for c in out], texts)
                 rows.append(row("greedy", "vLLM engine (all requests, prefix caching)", seconds,
                                 sum(c.completion_tokens for c in out), 1, loop_s,
-                                f"greedy outputs identical to the loop: {same}/{len(requests)}"))
+                                f"one run; greedy outputs identical to the loop: {same}/{len(requests)}", loop_interval))
                 out, seconds = timed(engine.generate, sweep_requests)
-                rows.append(row("decoding sweep", f"harness sweep: vLLM engine, all {calls} requests at once", seconds,
-                                sum(c.completion_tokens for c in out), 1, loop_total))
+                by_key = {c.request.key: c.text for c in out}
+                same = identical([by_key[sweep_requests[i].key] for i in greedy_configs],
+                                 [loop_text[i] for i in greedy_configs])
+                rows.append(row("decoding sweep", f"vLLM engine, all {calls} requests at once (prefix caching, "
+                                                  f"block {engine.cpu_block_size} on CPU)", seconds,
+                                sum(c.completion_tokens for c in out), 1, loop_total,
+                                f"one run; greedy configurations identical to the loop's: {same}/{len(greedy_configs)}",
+                                sweep_interval))
             except Exception as exc:  # noqa: BLE001 - recorded, the HF figures stand
                 vllm_note += f"; failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
             engine.close()
     if not any(r["method"].startswith("vLLM") for r in rows):
         rows.append({"part": "greedy", "method": "vLLM engine", "note": vllm_note})
-    path = report(args, model, rows, requests, same_hf, sweep_behaviors, configs, calls, sample, loop_total, stderr,
-                  sweep_s, vllm_note)
+    path = report(args, rows, summary, vllm_note)
     print(path.read_text())
 
 
-def report(args, model, rows, requests, same_hf, sweep_behaviors, configs, calls, sample, loop_total, stderr,
-           sweep_s, vllm_note):
+def report(args, rows: list[dict], summary: dict[str, Any], vllm_note: str):
     """Write results/bench/<name>.{json,md} (also before vLLM runs, so a crash there loses nothing)."""
 
-    def ratio(part: str, prefix: str) -> float | None:
+    def ratio(part: str, prefix: str) -> dict[str, float] | None:
         match = [r for r in rows if r["part"] == part and r["method"].startswith(prefix) and "seconds" in r]
-        return match[0]["speedup_vs_loop"] if match else None
+        if not match:
+            return None
+        r = match[0]
+        return {"ratio": r["speedup_vs_loop"], "low_95": r["speedup_95_low"], "high_95": r["speedup_95_high"]}
 
-    summary = {
-        "model": model.name, "dtype": model.dtype,
-        "greedy": {"prompts": len(requests), "max_tokens": args.max_tokens,
-                   "hf_engine_speedup_vs_loop": ratio("greedy", "HF engine"),
-                   "vllm_speedup_vs_loop": ratio("greedy", "vLLM"),
-                   "identical_greedy_outputs_hf": f"{same_hf}/{len(requests)}"},
-        "decoding_sweep": {"prompts": len(sweep_behaviors), "configurations_per_prompt": configs, "calls": calls,
-                           "max_tokens": args.sweep_max_tokens, "loop_calls_timed": len(sample),
-                           "loop_seconds_extrapolated": loop_total,
-                           "loop_seconds_stderr": stderr * calls,
-                           "sweep_seconds_hf": sweep_s,
-                           "hf_sweep_speedup_vs_loop": ratio("decoding sweep", "harness sweep: HF"),
-                           "vllm_sweep_speedup_vs_loop": ratio("decoding sweep", "harness sweep: vLLM")},
-        "vllm": vllm_note,
-    }
-    first, second = __doc__.split("\n\n")[:2]
-    notes = first.replace("\n", " ") + "\n\n" + second.replace("\n", " ")
+    summary = {**summary, "vllm": vllm_note}
+    summary["greedy"] = {**summary["greedy"],
+                         "hf_engine_speedup_vs_loop": ratio("greedy", "HF engine, encode once"),
+                         "hf_engine_before_speedup_vs_loop": ratio("greedy", "HF engine, every"),
+                         "vllm_speedup_vs_loop": ratio("greedy", "vLLM")}
+    summary["decoding_sweep"] = {**summary["decoding_sweep"],
+                                 "hf_sweep_speedup_vs_loop": ratio("decoding sweep", "HF engine, encode once"),
+                                 "hf_sweep_before_speedup_vs_loop": ratio("decoding sweep", "HF engine, every"),
+                                 "vllm_sweep_speedup_vs_loop": ratio("decoding sweep", "vLLM")}
+    paragraphs = __doc__.split("\n\n")[:2]
+    notes = "\n\n".join(p.replace("\n", " ") for p in paragraphs)
     return write(args.name, rows, summary, notes=notes)
 
 

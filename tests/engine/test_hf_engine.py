@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import pytest
+
 from harness.engine.hf import HFEngine
+from harness.model.base import Model
 from harness.types import Message, Request, Sampling
 
 PROMPTS = ["Hi", "Tell me a long story about a dragon who learns to code in Python", "What is 2+2?", "Name three colors."]
@@ -47,3 +50,108 @@ def test_length_finish_reason(tiny):
     (c,) = HFEngine(tiny, progress=False).generate(requests(Sampling(max_tokens=1))[:1])
     assert c.completion_tokens <= 1
     assert (c.finish_reason == "length") == (c.completion_tokens == 1)
+
+
+# --- encode once, sample many (prefix_reuse) ------------------------------------------------------
+SAMPLED = Sampling(temperature=1.0, top_p=0.9, top_k=50, max_tokens=10, n=3, seed=7)
+
+
+@pytest.fixture(scope="module")
+def spread(tiny, tmp_path_factory) -> Model:
+    """The tiny model with wider weights: varied continuations, some ending on EOS (both finish reasons)."""
+    from test_vllm_engine import spread_model
+
+    return spread_model(tiny, tmp_path_factory.mktemp("spread") / "model")
+
+
+def sweep(sampling: Sampling) -> list[Request]:
+    """A decoding sweep in small: every prompt under greedy and sampled configurations, with and
+    without a prefill (a prompt that is a prefix of another), some requests sharing one prompt."""
+    configs = [sampling, sampling.model_copy(update={"temperature": 0.7}), sampling.model_copy(update={"top_k": 5}),
+               sampling.model_copy(update={"temperature": 1.0, "top_p": 0.8, "seed": 3}),
+               sampling.model_copy(update={"temperature": 1.0, "n": 2})]
+    return [r.model_copy(update={"behavior_id": f"{r.behavior_id}-{prefill or 'plain'}-{i}", "sampling": s})
+            for prefill in ("", "Sure, here") for i, s in enumerate(configs) for r in requests(Sampling(), prefill)[:3]]
+
+
+def outcome(completions: list) -> list[tuple]:
+    return [(c.request.behavior_id, c.sample, c.text, c.completion_tokens, c.prompt_tokens, c.finish_reason)
+            for c in completions]
+
+
+def test_prefix_reuse_gives_the_same_outputs_greedy_and_sampled(spread):
+    reqs = sweep(Sampling(max_tokens=12))
+    reused = HFEngine(spread, batch_size=16, progress=False).generate(reqs)
+    plain = HFEngine(spread, batch_size=16, progress=False, prefix_reuse=False).generate(reqs)
+    assert outcome(reused) == outcome(plain)  # greedy rows and seeded draws alike, EOS rows leaving early included
+    assert len(reused) == sum(r.sampling.n for r in reqs)
+    assert {c.finish_reason for c in reused} == {"stop", "length"}
+    for c in reused:
+        assert c.finish_reason == "stop" or c.completion_tokens == c.request.sampling.max_tokens
+        assert c.completion_tokens <= c.request.sampling.max_tokens
+        assert c.prompt_tokens == len(spread.prompt_ids(c.request.messages, c.request.prefill))
+
+
+def test_each_shared_prompt_is_encoded_once(spread):
+    fed: list[tuple[int, int]] = []
+    hook = spread.hf.register_forward_pre_hook(lambda _m, _a, kw: fed.append(tuple(kw["input_ids"].shape)),
+                                               with_kwargs=True)
+    try:
+        (request,) = requests(SAMPLED.model_copy(update={"n": 6}))[1:2]
+        out = HFEngine(spread, progress=False).generate([request])
+    finally:
+        hook.remove()
+    prompt = len(spread.prompt_ids(request.messages))
+    assert len(out) == 6 and fed[0] == (1, prompt)  # six samples, one encoding of the prompt
+    assert all(width == 1 for _, width in fed[1:]) and max(rows for rows, _ in fed[1:]) <= 6
+
+
+def test_greedy_n_and_sampled_n(spread):
+    greedy, sampled = requests(Sampling(max_tokens=8, n=3))[1], requests(SAMPLED)[1]
+    out = HFEngine(spread, progress=False).generate([greedy, sampled])
+    assert [(c.request.sampling.greedy, c.sample) for c in out] == [(True, 0), (True, 1), (True, 2),
+                                                                    (False, 0), (False, 1), (False, 2)]
+    assert len({c.text for c in out[:3]}) == 1  # greedy samples are one generation
+    assert len({c.text for c in out[3:]}) > 1  # sampled ones draw from their own streams
+
+
+def test_seeded_sampling_reproducible_and_independent_of_the_batch(spread):
+    reqs = sweep(Sampling(max_tokens=6))
+    a = HFEngine(spread, batch_size=64, progress=False).generate(reqs)
+    b = HFEngine(spread, batch_size=64, progress=False).generate(reqs)
+    assert outcome(a) == outcome(b)
+    alone = [c for r in reqs[::8] for c in HFEngine(spread, progress=False).generate([r])]
+    assert outcome(alone) == outcome([c for c in a if c.request in reqs[::8]])
+    reseeded = [r.model_copy(update={"sampling": r.sampling.model_copy(update={"seed": 99})}) for r in reqs]
+    other = HFEngine(spread, batch_size=64, progress=False).generate(reseeded)
+    assert [c.text for c in other if not c.request.sampling.greedy] != [c.text for c in a if not c.request.sampling.greedy]
+    assert [c.text for c in other if c.request.sampling.greedy] == [c.text for c in a if c.request.sampling.greedy]
+
+
+def test_mixed_max_tokens_are_batched_apart(spread):
+    short, long = Sampling(max_tokens=3), SAMPLED.model_copy(update={"max_tokens": 12, "n": 1})
+    reqs = [r for pair in zip(requests(short), requests(long), strict=True) for r in pair]
+    engine = HFEngine(spread, batch_size=8, progress=False)
+    batches = list(engine.stream(reqs))
+    assert [sorted({c.request.sampling.max_tokens for c in b}) for b in batches] == [[3], [12]]
+    for c in engine.generate(reqs):
+        limit = c.request.sampling.max_tokens
+        assert (c.finish_reason == "length") == (c.completion_tokens == limit) or c.finish_reason == "stop"
+        assert c.completion_tokens <= limit
+
+
+def test_rows_that_draw_alike_share_one_sequence(spread):
+    """Greedy and top-k 1 rows of one prompt draw the same tokens: after the prompt, every step is one row."""
+    fed: list[tuple[int, int]] = []
+    (greedy,) = requests(Sampling(max_tokens=8))[1:2]
+    top1 = greedy.model_copy(update={"behavior_id": "top1", "sampling": SAMPLED.model_copy(update={"top_k": 1, "n": 4,
+                                                                                                  "max_tokens": 8})})
+    hook = spread.hf.register_forward_pre_hook(lambda _m, _a, kw: fed.append(tuple(kw["input_ids"].shape)),
+                                               with_kwargs=True)
+    try:
+        out = HFEngine(spread, progress=False).generate([greedy, top1])
+    finally:
+        hook.remove()
+    assert len(out) == 5 and len({c.text for c in out}) == 1
+    assert fed[0][0] == 1 and all(shape == (1, 1) for shape in fed[1:])  # one prompt, then one sequence
+    assert len(fed) == 1 + min(out[0].completion_tokens, 7)  # a step per token after the first (none after EOS)

@@ -197,3 +197,12 @@ def test_describe_names_output_changing_settings_only(tiny):
     assert VLLMEngine(tiny).describe() == plain
     assert VLLMEngine(tiny, enforce_eager=True, chunk_size=8).describe() == plain  # speed only
     assert VLLMEngine(tiny, dtype="bfloat16").describe() == {**plain, "dtype": "bfloat16"}
+
+
+def test_cpu_blocks_small_enough_for_prefix_caching_to_hit(tiny):
+    """vLLM caches whole KV blocks only; its CPU default (128 tokens) is longer than chat prompts."""
+    assert VLLMEngine(tiny).llm_options(on_cpu=True)["block_size"] == 32
+    assert "block_size" not in VLLMEngine(tiny, enable_prefix_caching=False).llm_options(on_cpu=True)
+    assert "block_size" not in VLLMEngine(tiny, cpu_block_size=None).llm_options(on_cpu=True)  # vLLM's own
+    assert "block_size" not in VLLMEngine(tiny).llm_options(on_cpu=False)  # GPUs keep vLLM's default (16)
+    assert VLLMEngine(tiny, llm_kwargs={"block_size": 64}).llm_options(on_cpu=True)["block_size"] == 64
