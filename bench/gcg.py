@@ -27,12 +27,15 @@ Writes results/bench/gcg.{json,md,png}.
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import statistics
 import time
 
 from common import DATA, OUT, write
 
 from attacks.gcg.optimizer import GCG, GCGSettings, Speed
+from attacks.gcg.scorer import LOW_MARGIN, low_precision
 from attacks.gcg.slot import SuffixSlot
 from benchmarks.advbench import AdvBench
 from harness import config
@@ -133,7 +136,7 @@ def run_harness(model, behavior, args) -> dict:
     original = opt.tqdm
     opt.tqdm = clock.tqdm(original)
     settings = GCGSettings(suffix_init=INIT, steps=args.steps, search_width=args.width, topk=args.topk, seed=args.seed)
-    gcg = GCG(model, settings, Speed(), progress=False)
+    gcg = GCG(model, settings, Speed(precision=args.precision), progress=False)
     start = time.perf_counter()
     try:
         gcg.allowed  # the allowed-token mask is computed once per model (nanoGCG's equivalent runs in its set-up)
@@ -142,6 +145,36 @@ def run_harness(model, behavior, args) -> dict:
         opt.tqdm = original
     return {"seconds": time.perf_counter() - start, "step_seconds": clock.steps, "losses": found.losses,
             "suffix": found.suffix, "candidates": None}
+
+
+def t_interval(values: list[float]) -> tuple[float, float, float]:
+    """Mean and its 95 % Student-t interval (n - 1 degrees of freedom); the mean alone for n = 1."""
+    from scipy import stats
+
+    mean = statistics.mean(values)
+    if len(values) < 2:
+        return mean, mean, mean
+    half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
+    return mean, mean - half, mean + half
+
+
+def across_behaviors(runs: list[dict]) -> dict:
+    """Per behavior: the speed-up (nanoGCG median s/step over the harness's) and the re-scored loss difference
+    (harness - nanoGCG); over behaviors: the geometric-mean speed-up and the mean difference, each with a 95 % t-interval
+    (n = behaviors; the speed-up's on log ratios)."""
+    by = {}
+    for r in runs:
+        by.setdefault(r["behavior"], {})[r["impl"]] = r
+    per = {b: {"speedup": statistics.median(v["nanogcg"]["step_seconds"]) / statistics.median(v["harness"]["step_seconds"]),
+               "steps": len(v["harness"]["step_seconds"]),
+               "rescored_loss_diff": v["harness"]["rescored"] - v["nanogcg"]["rescored"]} for b, v in by.items()}
+    mean, low, high = t_interval([math.log(p["speedup"]) for p in per.values()])
+    diff = t_interval([p["rescored_loss_diff"] for p in per.values()])
+    return {"n_behaviors": len(per), "per_behavior": per,
+            "speedup_geomean": math.exp(mean), "speedup_ci95": [math.exp(low), math.exp(high)],
+            "speedup_range": [min(p["speedup"] for p in per.values()), max(p["speedup"] for p in per.values())],
+            "rescored_loss_diff_mean": diff[0], "rescored_loss_diff_ci95": [diff[1], diff[2]],
+            "rescored_lower_or_equal": sum(p["rescored_loss_diff"] <= 0 for p in per.values())}
 
 
 def running_min(values: list[float]) -> list[float]:
@@ -181,14 +214,19 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=64, help="candidates per step (reference: 512)")
     parser.add_argument("--topk", type=int, default=64, help="tokens per position (reference: 256)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
+                        help="the harness's candidate scoring (auto: bf16 where native, near-best re-scored in float32)")
     parser.add_argument("--name", default="gcg", help="results/bench/<name>.{json,md,png}")
     args = parser.parse_args()
 
     behaviors = AdvBench(data_dir=str(DATA), limit=args.behaviors).load()
-    rows, curves, runs = [], {}, []
+    rows, curves, runs, scoring, spread = [], {}, [], {}, {}
     for name in args.models.split(","):
-        model = instantiate(config.compose([f"model={name}"]).model)
+        model = instantiate(config.compose([f"model={name}", f"data_dir={DATA}"]).model)  # trained cards need the data
         model.hf  # load once, outside the timings
+        low = low_precision(model.hf, args.precision)
+        scoring[name] = (f"{low} autocast, candidates within {LOW_MARGIN} of the lowest re-scored in float32" if low
+                         else "model precision")
         curves[name] = {}
         for b in behaviors:
             for impl, fn in (("nanogcg", run_nanogcg), ("harness", run_harness)):
@@ -209,20 +247,25 @@ def main() -> None:
                          "initial_to_best": " / ".join(f"{r['losses'][0]:.2f}->{r['best']:.2f}" for r in mine)})
         nano, ours = rows[-2], rows[-1]
         nano["speedup"], ours["speedup"] = 1.0, nano["s_per_step_median"] / ours["s_per_step_median"]
+        spread[name] = across_behaviors([r for r in runs if r["model"] == name])
+        print(json.dumps(spread[name], indent=1), flush=True)
         del model
     plot(curves, OUT / f"{args.name}.png")
     summary = {
         "settings": {"steps": args.steps, "search_width": args.width, "topk": args.topk, "seed": args.seed,
                      "suffix_init": INIT, "behaviors": [b.id for b in behaviors], "n_replace": 1, "filter": True,
-                     "allow_non_ascii": False, "early_stop": False, "buffer_size": 0, "dtype": "float32"},
+                     "allow_non_ascii": False, "early_stop": False, "buffer_size": 0, "dtype": "float32",
+                     "harness_scoring": scoring},
         "speedup_per_step": {r["model"]: r["speedup"] for r in rows if r["implementation"] == "harness"},
+        "across_behaviors": spread,
         "best_loss_after_steps": {f"{r['model']} {r['implementation']}": r["best_loss_mean"] for r in rows},
         "runs": [{k: v for k, v in r.items() if k != "step_seconds"} | {"step_seconds": [round(s, 4) for s in r["step_seconds"]]}
                  for r in runs],
     }
     notes = (__doc__.split("\n\n")[0] + "\n\n" +
              f"Settings: {args.steps} steps, search width {args.width}, top-k {args.topk}, seed {args.seed}, "
-             f"first {len(behaviors)} AdvBench behaviors (one suffix each), 20-token \"!\" init, float32, "
+             f"first {len(behaviors)} AdvBench behaviors (one suffix each), 20-token \"!\" init, float32 "
+             f"models (the harness scores candidates as `harness_scoring` says; every loss it reports is float32), "
              f"CPU threads per `machine`. `speedup` = nanoGCG s/step / harness s/step. Loss curves: {args.name}.png.")
     path = write(args.name, rows, summary, notes=notes)
     print(path.read_text())

@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 class GCGAttackSettings(Settings):
     """The optimizer's settings (`GCGSettings`: the test-case key) plus what the attack does with them."""
 
-    cosmetic = frozenset({"store", "batch_size", "groups", "bounds", "prune", "progress"})  # where and how fast
+    cosmetic = frozenset({"store", "batch_size", "groups", "bounds", "prune", "progress", "precision"})  # where, how fast
     mode: Literal["individual", "universal"] = "individual"
     steps: int = Field(500, ge=1)
     suffix_init: str = REFERENCE_INIT
@@ -69,6 +69,7 @@ class GCGAttackSettings(Settings):
     groups: int | None = Field(None, ge=1)
     bounds: tuple[int, ...] = (1, 2, 4, 8)
     prune: bool = True
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"  # candidate scoring; the winner re-scored in float32
     progress: bool = True
     adaptive: bool = False  # add the defense's evasion cost to the loss (adaptive GCG)
     penalty_weight: float = Field(1.0, ge=0.0)
@@ -86,7 +87,8 @@ class GCGAttack(Attack):
     def __init__(self, *args: Any, **values: Any) -> None:
         super().__init__(*args, **values)
         self.gcg = GCGSettings(**{k: getattr(self.settings, k) for k in GCGSettings.model_fields})
-        self.speed = Speed(batch_size=self.batch_size, groups=self.groups, bounds=self.bounds, prune=self.prune)
+        self.speed = Speed(batch_size=self.batch_size, groups=self.groups, bounds=self.bounds, prune=self.prune,
+                           precision=self.settings.precision)
 
     # --- where test cases live -------------------------------------------------------------
     def store_for(self, source: Model) -> TestCaseStore:

@@ -79,6 +79,7 @@ class Speed:
     groups: int | None = None  # position groups per step (None: as many as keep forward passes big enough)
     bounds: Sequence[int] = (1, 2, 4, 8)  # target-token counts after which losing candidates are dropped
     prune: bool = True
+    precision: str = "auto"  # candidates scored in bf16 where native (shortlist re-scored in float32), or "float32"
 
 
 class GCG:
@@ -133,7 +134,7 @@ class GCG:
         s = self.settings
         tok = self.model.tokenizer
         start = time.perf_counter()
-        scorer = Scorer(self.model.hf, slots, self.batching, self.speed.bounds)
+        scorer = Scorer(self.model.hf, slots, self.batching, self.speed.bounds, self.speed.precision)
         _ = self.allowed  # computed once per model, before the clock of the first step
         generator = torch.Generator().manual_seed(s.seed + restart)
         suffix = torch.tensor(self.init_ids(slots))

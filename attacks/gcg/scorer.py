@@ -18,6 +18,14 @@ What makes scoring fast, without changing which candidate wins:
   stages of target tokens (`bounds`); after each stage a candidate whose partial loss already
   exceeds the best complete loss found so far cannot win and is dropped. The winner and its
   loss are the same as scoring every candidate in full (up to float rounding, `TOLERANCE`).
+- Low precision, exact winner: on hardware with native bf16 (`precision="auto"`), a
+  float32 model scores the candidates under bf16 autocast (the matmuls in bf16, the residual
+  stream and the cross-entropy in float32), keeps every candidate within `LOW_MARGIN` of the
+  lowest bf16 loss (the bound prunes against that margin too), and re-scores that shortlist
+  in float32. The winner and its loss are the float32 ones whenever the bf16 error of every
+  candidate's loss is below `LOW_MARGIN / 2` (an assumption, checked on the tiny model by
+  the tests; the bench re-scores the found suffixes in float32); the gradient is always
+  taken in the model's own precision. `precision="float32"` turns it off.
 """
 
 from __future__ import annotations
@@ -42,6 +50,9 @@ TOLERANCE = 1e-4  # partial losses this close to the bound are kept (float round
 PRUNE_AT_LEAST = 0.2  # drop rows from a batch's cache only when at least this share of its rows is pruned
 MIN_SAVING = 0.1  # stages that saved less than this share of the tokens ...
 RETRY_AFTER = 4  # ... are skipped for this many steps (each stage costs a forward call and a cache copy)
+LOW_MARGIN = 0.05  # bf16 scoring: candidates this close to the lowest bf16 loss are re-scored in float32
+MAX_RESCORE = 64  # ... at most this many (the lowest bf16 losses)
+PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 def upcast(logits: torch.Tensor) -> torch.Tensor:
@@ -85,6 +96,7 @@ class ScoreStats:
     forward_tokens: int = 0  # token positions run through the model
     full_tokens: int = 0  # ... without the bound
     pruned: int = 0  # candidates dropped by the bound before their last target token
+    rescored: int = 0  # bf16 scoring: shortlisted candidates re-scored in float32
     batches: int = 0
     staged: bool = False  # bounded within each slot's target tokens, not only between slots
 
@@ -93,11 +105,36 @@ class ScoreStats:
         return 1 - self.forward_tokens / self.full_tokens if self.full_tokens else 0.0
 
 
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether `device` computes bf16 natively: a CPU with AVX512-BF16 or AMX, or a CUDA GPU that supports it."""
+    import torch
+
+    if str(device).startswith("cuda"):
+        return torch.cuda.is_bf16_supported()
+    from harness.training.loop import native_bf16_cpu
+
+    return str(device) == "cpu" and bool(native_bf16_cpu())
+
+
+def low_precision(hf: PreTrainedModel, precision: str) -> torch.dtype | None:
+    """The dtype candidates are scored in under autocast, or None for the model's own precision."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise HarnessError(f"attack.precision={precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision == "float32" or hf.dtype != torch.float32:
+        return None
+    if precision == "bfloat16" or native_bf16(hf.device):
+        return torch.bfloat16
+    return None
+
+
 class Scorer:
     def __init__(self, hf: PreTrainedModel, slots: Sequence[SuffixSlot], batching: AutoBatch | None = None,
-                 bounds: Sequence[int] = (1, 2, 4, 8)) -> None:
+                 bounds: Sequence[int] = (1, 2, 4, 8), precision: str = "float32") -> None:
         if not slots:
             raise HarnessError("attack=gcg: no behaviors to optimize a suffix for")
+        self.low = low_precision(hf, precision)  # None: score in the model's precision
         self.hf = hf
         self.config = hf.config
         self.device = hf.device
@@ -181,6 +218,7 @@ class Scorer:
         import torch
 
         rows = candidates.shape[0]
+        margin = LOW_MARGIN if torch.is_autocast_enabled(self.device.type) else TOLERANCE
         acc = torch.zeros(rows, dtype=torch.float64, device=self.device)
         dead = torch.zeros(rows, dtype=torch.bool, device=self.device)  # proven not to beat the bound
         m = len(self.parts)
@@ -196,7 +234,7 @@ class Scorer:
                 done = upto
                 if bound is None or (p_index == m - 1 and s_index == len(stages) - 1):
                     continue
-                dead |= acc > bound + TOLERANCE
+                dead |= acc > bound + margin
                 if dead.all():
                     break
                 lingering = dead[alive]
@@ -217,18 +255,33 @@ class Scorer:
         Intermediate bounds are used while they pay: after a step where they saved less than
         MIN_SAVING of the tokens, the next RETRY_AFTER steps bound only between slots.
         """
+        import torch
+
         staged = prune and not self.skip_stages
         self.skip_stages = max(0, self.skip_stages - 1)
-        losses, stats = self.losses(candidates, positions, grad, prune=prune, staged=staged)
+        losses, stats = self.losses(candidates, positions, grad, prune=prune, staged=staged, low=True)
         if staged and stats.saving < MIN_SAVING:
             self.skip_stages = RETRY_AFTER
+        if self.low is not None:  # re-score the bf16 shortlist in float32: exact winner and loss
+            near = (losses <= losses.min() + LOW_MARGIN).nonzero().squeeze(1)
+            short = near[losses[near].argsort()[:MAX_RESCORE]].sort().values  # position order
+            stats.rescored = len(short)
+            exact, _ = self.losses(candidates[short], positions[short], grad, prune=prune, staged=False)
+            losses = torch.full_like(losses, float("inf"))
+            losses[short] = exact
         index = int(losses.argmin())
         return index, float(losses[index]), stats
 
     def losses(self, candidates: torch.Tensor, positions: torch.Tensor, grad: Gradient,
-               prune: bool = False, staged: bool = True) -> tuple[torch.Tensor, ScoreStats]:
-        """Loss of every candidate (with `prune`, +inf for those proven not to be the best)."""
+               prune: bool = False, staged: bool = True, low: bool = False) -> tuple[torch.Tensor, ScoreStats]:
+        """Loss of every candidate (with `prune`, +inf for those proven not to be the best).
+
+        With `low` (and a low-precision scorer), in bf16 under autocast: approximate losses,
+        and pruning keeps every candidate within `LOW_MARGIN` of the best.
+        """
         import torch
+
+        autocast = torch.autocast(self.device.type, dtype=self.low or torch.bfloat16, enabled=low and self.low is not None)
 
         def score() -> tuple[torch.Tensor, ScoreStats]:
             stats = ScoreStats(candidates=len(candidates), staged=prune and staged)
@@ -236,14 +289,15 @@ class Scorer:
             best = None
             # batches that start late in the suffix are the cheapest: score them first for an early bound
             tail = sum(len(p.after) + len(p.target) - 1 for p in self.parts) // len(self.parts)  # per forward pass
-            for start, end in reversed(self.batching.plan(positions, candidates.shape[1], tail, self.device)):
-                stats.batches += 1
-                with torch.inference_mode():
-                    batch = self._score_batch(candidates[start:end], int(positions[start]), grad,
-                                              best if prune else None, stats, staged=prune and staged)
-                out[start:end] = batch.cpu()
-                low = float(batch.min())
-                best = low if best is None else min(best, low)
+            with autocast:  # one context for all batches: the weights are cast to bf16 once
+                for start, end in reversed(self.batching.plan(positions, candidates.shape[1], tail, self.device)):
+                    stats.batches += 1
+                    with torch.inference_mode():
+                        batch = self._score_batch(candidates[start:end], int(positions[start]), grad,
+                                                  best if prune else None, stats, staged=prune and staged)
+                    out[start:end] = batch.cpu()
+                    lowest = float(batch.min())
+                    best = lowest if best is None else min(best, lowest)
             return out, stats
 
         return self.batching.run(score, len(candidates))

@@ -101,6 +101,42 @@ def test_bound_drops_only_candidates_that_cannot_win(tiny):
     assert bool(finite[full <= bound].all())  # a candidate at or under the bound is never dropped
 
 
+@pytest.mark.parametrize("margin", [0.05, 0.0])
+def test_bf16_scoring_picks_and_reports_the_float32_winner(tiny, monkeypatch, margin):
+    """bf16 scoring shortlists the near-best and re-scores them in float32: the loss reported is the float32 loss
+    of the candidate picked; with the default margin the winner is the float32 one; with no margin only the bf16
+    best is re-scored (and still reported exactly)."""
+    import attacks.gcg.scorer as scorer_module
+
+    monkeypatch.setattr(scorer_module, "LOW_MARGIN", margin)
+    slots = [SuffixSlot.build(tiny, B1), SuffixSlot.build(tiny, B2)]
+    suffix = suffix_ids(tiny)
+    _, grad, candidates, positions = random_candidates(tiny, slots, suffix, width=32)
+    low = Scorer(tiny.hf, slots, precision="bfloat16")
+    assert low.low == torch.bfloat16
+    full = low.full_losses(candidates)
+    index, loss, stats = low.best(candidates, positions, grad)
+    assert loss == pytest.approx(float(full[index]), abs=1e-4)  # float32, not the bf16 estimate
+    approx, _ = low.losses(candidates, positions, grad, low=True)
+    assert 0 < (approx - full).abs().max() < 0.05  # bf16 ran (it is not float32) and stays close on this model
+    if margin:
+        assert index == int(full.argmin()) and stats.rescored >= 1
+    else:
+        assert stats.rescored >= 1 and float(approx[index]) == pytest.approx(float(approx.min()), abs=1e-2)  # bf16 ties
+
+
+def test_precision_choices(tiny):
+    slots = [SuffixSlot.build(tiny, B1)]
+    assert Scorer(tiny.hf, slots).low is None  # the scorer's own default: the model's precision
+    assert Scorer(tiny.hf, slots, precision="float32").low is None
+    with pytest.raises(HarnessError, match="attack.precision='fp8' is not one of auto, float32, bfloat16"):
+        Scorer(tiny.hf, slots, precision="fp8")
+    # how candidates are scored is not part of an attack's identity: cached runs and test cases stay valid
+    from attacks.gcg.attack import GCGAttackSettings
+
+    assert GCGAttackSettings(precision="float32").identity() == GCGAttackSettings().identity()
+
+
 def test_filter_rejects_candidates_that_do_not_retokenize(tiny):
     tok = tiny.tokenizer
     behavior = Behavior(id="t", prompt="Tell me about the", target="Sure")
