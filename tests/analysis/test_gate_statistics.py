@@ -64,3 +64,35 @@ def test_the_anytime_p_value_agrees_with_the_decision():
     found = decide(steps(rng, (500, 100), 0.3, 0.5), 0.0, Design(), 0.05)
     assert (found.p[found.decision == 1] <= 0.05).all()
     assert ((found.p > 0) & (found.p <= 1)).all()
+
+
+def tables(draws: int = 4000, seed: int = 7) -> str:
+    """The simulated error rates docs/performance.md quotes (python tests/analysis/test_gate_statistics.py)."""
+    from harness.analysis.stats import count_interval
+
+    rng = np.random.default_rng(seed)
+
+    def share(k: int) -> str:
+        lo, hi = count_interval(k, draws)
+        return f"{100 * k / draws:.1f} % [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+    lines = ["fixed size, 30 behaviors at the tolerance, level 0.025: tolerance | discordant | false alarms"]
+    for tolerance in (0.0, 0.1):
+        for discordant in (0.2, 0.5, 0.9):
+            d = steps(rng, (draws, 30), tolerance, discordant)
+            alarms = sum(worse_p(int(w), int(b), 30, tolerance) < 0.025 for w, b in zip((d == 1).sum(1), (d == -1).sum(1)))
+            lines.append(f"| {tolerance} | {discordant} | {share(alarms)} |")
+    lines.append("sequential, up to 300 behaviors, Design(), alpha 0.025: tolerance | discordant | worsening | failed | "
+                 "cleared | undecided | behaviors used")
+    for tolerance in (0.0, 0.05):
+        for discordant in (0.2, 0.5):
+            for name, worsening in (("at the tolerance", tolerance), ("tolerance + 0.2", tolerance + 0.2),
+                                    ("10 points better", -0.1)):
+                found = decide(steps(rng, (draws, 300), worsening, discordant), tolerance, Design(), 0.025)
+                cells = [share(int((found.decision == v).sum())) for v in (1, -1, 0)]
+                lines.append(f"| {tolerance} | {discordant} | {name} | {' | '.join(cells)} | {found.used.mean():.0f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(tables())
