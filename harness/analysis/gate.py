@@ -362,7 +362,7 @@ def compare(run: pd.DataFrame, baseline: pd.DataFrame, tolerance_z: float = 1.96
     diff["status"] = diff["status"].astype(object)
     diff["test"] = diff["test"].astype(object)
     if design is not None:
-        decide_sequentially(diff, pairs, design, alpha, tolerances)
+        decide_sequentially(diff, pairs, design, alpha, tolerances, min_abs)
     diff["p_holm"] = holm(diff["p"])
     tested = diff["p"].notna() & diff["status"].isna()
     if design is None:
@@ -372,7 +372,7 @@ def compare(run: pd.DataFrame, baseline: pd.DataFrame, tolerance_z: float = 1.96
 
 
 def decide_sequentially(diff: pd.DataFrame, pairs: Mapping[int, tuple[Paired, Front]], design: Design, alpha: float,
-               tolerances: Mapping[str, float]) -> None:
+               tolerances: Mapping[str, float], min_abs: float = 0.0) -> None:
     """Decide each paired row with the sequential design (alpha split over the rows); fills used, p, test, status."""
     for i, (pair, front) in pairs.items():
         steps = pair.steps(front)
@@ -383,6 +383,8 @@ def decide_sequentially(diff: pd.DataFrame, pairs: Mapping[int, tuple[Paired, Fr
         word = {1: "failed", -1: "cleared"}.get(decision, "undecided")
         table = compare_pair(pair.base.iloc[:used], pair.run.iloc[:used])
         ends = (table["diff_lo"], table["diff_hi"])
+        if status == "FAIL" and front.worse * table["diff"] <= min_abs:
+            status = "ok"  # a real worsening, but not above --min-abs points
         diff.loc[i, ["used", "p", "test", "status", "worse", "worse_lo", "worse_hi"]] = [
             used, p, f"sequential ({word} at {used} of {pair.available})", status, front.worse * table["diff"],
             min(front.worse * e for e in ends), max(front.worse * e for e in ends)]
