@@ -82,14 +82,15 @@ EVERYTHING = ("",)  # the empty word is in every request: a defense that refuses
 
 
 def evaluate(tiny, data_dir, out, words: tuple[str, ...] = WORDS) -> None:
-    """The three fronts' runs, one folder each under `out`."""
-    for name, benchmark, attack, judge in (
-            ("advbench", AdvBench(data_dir=data_dir, limit=20, limit_order="first"), PrefillAttack(lengths=[5]), KeywordJudge()),
-            ("xstest", XSTest(data_dir=data_dir, limit=20), DirectAttack(), KeywordJudge()),
-            ("gsm8k", GSM8K(data_dir=data_dir, limit=10), DirectAttack(), ExactMatchJudge())):
+    """The three fronts' runs, one folder each under `out`. The tiny model's greedy direct answers are empty (judged
+    refusals), so the benign prompts are sampled (seeded) to give it answers to lose."""
+    for name, benchmark, attack, judge, temperature in (
+            ("advbench", AdvBench(data_dir=data_dir, limit=20, limit_order="first"), PrefillAttack(lengths=[5]), KeywordJudge(), 0.0),
+            ("xstest", XSTest(data_dir=data_dir, limit=30), DirectAttack(), KeywordJudge(), 1.0),
+            ("gsm8k", GSM8K(data_dir=data_dir, limit=10), DirectAttack(), ExactMatchJudge(), 1.0)):
         run(Experiment(model=tiny, benchmark=benchmark, attack=attack, defense=InputFilter(words), judge=judge,
-                       engine=partial(HFEngine, batch_size=20, progress=False), sampling=Sampling(max_tokens=6),
-                       out_dir=out / name))
+                       engine=partial(HFEngine, batch_size=30, progress=False),
+                       sampling=Sampling(max_tokens=6, temperature=temperature), out_dir=out / name))
 
 
 def gate_cli(*args: str) -> subprocess.CompletedProcess:
@@ -137,4 +138,4 @@ def test_gate_fails_a_defense_that_refuses_everything_on_over_refusal(runs):
     assert refuse_all.returncode == 1, refuse_all.stdout + refuse_all.stderr
     (harm,) = [line for line in refuse_all.stdout.splitlines() if "| harm " in line]
     (over,) = [line for line in refuse_all.stdout.splitlines() if "| over_refusal " in line]
-    assert "FAIL" not in harm and "FAIL" in over and "paired (n=20)" in over
+    assert "FAIL" not in harm and "FAIL" in over and "paired (n=30)" in over
