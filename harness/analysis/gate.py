@@ -345,7 +345,7 @@ def compare(run: pd.DataFrame, baseline: pd.DataFrame, tolerance_z: float = 1.96
             table = compare_pair(pair.base, pair.run)  # run - baseline on the front's event, points, 95 % interval
             ends = (table["diff_lo"], table["diff_hi"])
             worse, better = (table["c"], table["b"]) if front.worse > 0 else (table["b"], table["c"])
-            row.update(worse=front.worse * table["diff"], worse_lo=min(front.worse * e for e in ends),
+            row.update(worse=front.worse * table["diff"] + 0.0, worse_lo=min(front.worse * e for e in ends),
                        worse_hi=max(front.worse * e for e in ends), used=len(pair.base), test=f"paired (n={len(pair.base)})",
                        p=worse_p(worse, better, len(pair.base), tolerances[front.name]))
             pairs[len(out)] = (pair, front)
@@ -355,7 +355,7 @@ def compare(run: pd.DataFrame, baseline: pd.DataFrame, tolerance_z: float = 1.96
                                 f"outcomes on {'both sides' if (key, front.name) not in run_out else names[1]}; the "
                                 "sequential gate needs them (a run folder's records, a baseline written by --write-baseline)")
             z = unpaired_z(base, new, front, tolerances[front.name])
-            row.update(worse=100 * front.worse * (new.rate - base.rate), z=z, p=float(sps.norm.sf(z)), used=min(base.n, new.n),
+            row.update(worse=100 * front.worse * (new.rate - base.rate) + 0.0, z=z, p=float(sps.norm.sf(z)), used=min(base.n, new.n),
                        test="z")
         out.append(row)
     diff = pd.DataFrame(out, columns=[*keys, *COLUMNS])
@@ -386,7 +386,7 @@ def decide_sequentially(diff: pd.DataFrame, pairs: Mapping[int, tuple[Paired, Fr
         if status == "FAIL" and front.worse * table["diff"] <= min_abs:
             status = "ok"  # a real worsening, but not above --min-abs points
         diff.loc[i, ["used", "p", "test", "status", "worse", "worse_lo", "worse_hi"]] = [
-            used, p, f"sequential ({word} at {used} of {pair.available})", status, front.worse * table["diff"],
+            used, p, f"sequential ({word} at {used} of {pair.available})", status, front.worse * table["diff"] + 0.0,
             min(front.worse * e for e in ends), max(front.worse * e for e in ends)]
 
 
