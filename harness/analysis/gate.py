@@ -54,7 +54,7 @@ from scipy import stats as sps
 from harness.analysis.fronts import EVENT, FRONT, FRONTS, Counts, Front, front_of, outcomes
 from harness.analysis.margin import worse_p
 from harness.analysis.paired import compare_pair, key_text
-from harness.analysis.report import BEHAVIORS, keep_judges_apart, load_folders, record_files
+from harness.analysis.report import BEHAVIORS, JUDGE, keep_judges_apart, load_folders, record_files
 from harness.analysis.sequential import Design, decide
 from harness.analysis.stats import holm
 from harness.analysis.tables import METRIC_COLUMNS, asr_table, to_frame
@@ -298,6 +298,20 @@ def unpaired_z(base: Counts, new: Counts, front: Front, tolerance: float) -> flo
     return diff / se
 
 
+def same_judge_columns(run: pd.DataFrame, baseline: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`judge` is a key column only where several judges were merged (report.keep_judges_apart): runs judged by
+    keyword and exact_match have it, a baseline of keyword runs alone does not. Where one side has it and its rows
+    are told apart without it, it is dropped there, so that the same set-up keeps its key."""
+    def without(table: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
+        if JUDGE in table.columns and JUDGE not in other.columns:
+            rest = [c for c in key_columns(table) if c != JUDGE]
+            if not table.duplicated(subset=rest).any():
+                return table.drop(columns=[JUDGE])
+        return table
+
+    return without(run, baseline), without(baseline, run)
+
+
 COLUMNS = ["front", "baseline", "run", "worse", "worse_lo", "worse_hi", "tolerance", "test", "used", "z", "p", "p_holm", "status"]
 
 
@@ -313,6 +327,7 @@ def compare(run: pd.DataFrame, baseline: pd.DataFrame, tolerance_z: float = 1.96
     else by a z-test on counts. Two non-empty tables without a row in common, or a paired row without a shared
     behavior, raise a DataError: the baseline is of another set-up. `names` name the run and the baseline in errors."""
     tolerances = {name: 0.0 for name in FRONTS} | dict(tolerances or {})
+    run, baseline = same_judge_columns(run, baseline)
     keys = key_columns(baseline, run)
     base_rows, run_rows = keyed(baseline, keys, names[1]), keyed(run, keys, names[0])
     if base_rows and run_rows and not any(key in run_rows for key in base_rows):

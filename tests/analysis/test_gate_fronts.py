@@ -194,3 +194,15 @@ def test_bad_input_writes_nothing(tmp_path, capsys):
                              "--harm-tolerance", "nan")
     assert code == gate.GateExit.UNDECIDED and sorted(p for p in tmp_path.rglob("*")) == before
     one_error_line(err)
+
+
+def test_a_baseline_of_one_judge_still_matches_runs_that_add_another(tmp_path, capsys):
+    """Runs judged by keyword and exact_match carry a `judge` key column; a baseline of the keyword runs alone does not:
+    the same set-ups keep their rows, and the new benchmark's row is new (a warning), not a baseline of another set-up."""
+    write_run(tmp_path / "runs")
+    base = tmp_path / "base.json"
+    keyword_only = [tmp_path / "runs" / "advbench", tmp_path / "runs" / "xstest"]
+    assert gate_main(capsys, *keyword_only, "--baseline", base, "--write-baseline")[0] == 0
+    code, out, _ = gate_main(capsys, tmp_path / "runs", "--baseline", base)
+    assert code == gate.GateExit.PASSED and "new: 1 row(s)" in out
+    assert "| judge" not in out.splitlines()[0]
