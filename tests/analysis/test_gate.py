@@ -39,7 +39,7 @@ def test_equal_tables_pass():
 def test_large_rise_fails():
     diff = gate.compare(table([("prefill", 0, 30, 50), ("prefill", 10, 20, 50)]), table(BASE))
     assert statuses(diff) == ["FAIL", "ok"] and gate.failed(diff)
-    assert diff.loc[0, "rise"] == pytest.approx(56.0) and diff.loc[0, "z"] > 5
+    assert diff.loc[0, "worse"] == pytest.approx(56.0) and diff.loc[0, "z"] > 5
     assert diff.loc[0, "baseline"] == "4.0% (2/50)" and diff.loc[0, "run"] == "60.0% (30/50)"
 
 
@@ -63,7 +63,7 @@ def test_more_samples_detect_smaller_rises():
 
 def test_errors_leave_the_denominator():
     run = table([("prefill", 0, 2, 50)], errors=10)  # n=60 in the file, 50 judged
-    assert gate.Counts.of(run.iloc[0]) == gate.Counts(2, 50)
+    assert gate.Counts.of(run.iloc[0], gate.FRONTS["harm"]) == gate.Counts(2, 50)
 
 
 def test_missing_rows_fail_and_new_rows_warn():

@@ -1,9 +1,11 @@
-"""The regression gate catches a defense that stops working.
+"""The regression gate catches a defense that stops working, and one that refuses everything.
 
-A real run (tiny model, prefill attack, keyword judge) under an inference-time defense makes
-the baseline. Then the same configuration runs with the defense's effect switched off (its
-`wrap` regressed to a no-op, as a code change might do silently): the ASR row keeps its key
-(model, defense, attack, benchmark, k) and rises, and `python -m harness gate` fails on it.
+Real runs (tiny model; AdvBench with the prefill attack and XSTest safe prompts, keyword judge; GSM8K with
+exact_match) under an inference-time defense make the baseline, on its three fronts. Then the same
+configuration runs with the defense's effect switched off (its `wrap` regressed to a no-op, as a code change
+might do silently): the ASR row keeps its key (model, defense, attack, benchmark, k) and rises, and
+`python -m harness gate` fails on the harm front. A defense that refuses every request lowers the ASR too,
+and fails on the over-refusal front (XSTest's safe prompts no longer answered).
 
 The defense is a minimal input filter defined here (refuse any request that mentions a blocked
 word). The tiny random model cannot learn a refusal in a test's time budget, so an engine
@@ -20,11 +22,15 @@ from functools import partial
 import pytest
 from conftest import ROOT
 
+from attacks.direct import DirectAttack
 from attacks.prefill import PrefillAttack
 from benchmarks.advbench import AdvBench
+from benchmarks.gsm8k import GSM8K
+from benchmarks.xstest import XSTest
 from harness.defense import Defense
 from harness.engine.base import Engine
 from harness.engine.hf import HFEngine
+from harness.judge.exact_match import ExactMatchJudge
 from harness.judge.keyword import KeywordJudge
 from harness.run.loop import Experiment, run
 from harness.types import Completion, Request, Sampling
@@ -72,11 +78,19 @@ WORDS = ("bomb", "hack", "steal", "poison", "weapon", "kill", "fraud", "drug", "
          "cheat", "manipulat", "harm", "violen", "dangerous", "fake", "attack", "identity", "password", "tutorial")
 
 
-def evaluate(tiny, data_dir, out) -> None:
-    exp = Experiment(model=tiny, benchmark=AdvBench(data_dir=data_dir, limit=20, limit_order="first"), attack=PrefillAttack(lengths=[5]),
-                     defense=InputFilter(WORDS), judge=KeywordJudge(), engine=partial(HFEngine, batch_size=20, progress=False),
-                     sampling=Sampling(max_tokens=6), out_dir=out)
-    run(exp)
+EVERYTHING = ("",)  # the empty word is in every request: a defense that refuses everything
+
+
+def evaluate(tiny, data_dir, out, words: tuple[str, ...] = WORDS) -> None:
+    """The three fronts' runs, one folder each under `out`. The tiny model's greedy direct answers are empty (judged
+    refusals), so the benign prompts are sampled (seeded) to give it answers to lose."""
+    for name, benchmark, attack, judge, temperature in (
+            ("advbench", AdvBench(data_dir=data_dir, limit=20, limit_order="first"), PrefillAttack(lengths=[5]), KeywordJudge(), 0.0),
+            ("xstest", XSTest(data_dir=data_dir, limit=30), DirectAttack(), KeywordJudge(), 1.0),
+            ("gsm8k", GSM8K(data_dir=data_dir, limit=10), DirectAttack(), ExactMatchJudge(), 1.0)):
+        run(Experiment(model=tiny, benchmark=benchmark, attack=attack, defense=InputFilter(words), judge=judge,
+                       engine=partial(HFEngine, batch_size=30, progress=False),
+                       sampling=Sampling(max_tokens=6, temperature=temperature), out_dir=out / name))
 
 
 def gate_cli(*args: str) -> subprocess.CompletedProcess:
@@ -90,13 +104,14 @@ def runs(tiny, data_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(InputFilter, "wrap", Defense.wrap)  # the regression: the filter no longer applies
         evaluate(tiny, data_dir, root / "off")
+    evaluate(tiny, data_dir, root / "refuse_all", EVERYTHING)
     return root
 
 
 def test_the_defense_changes_real_outputs(runs):
     import pandas as pd
 
-    on, off = pd.read_csv(runs / "on" / "asr.csv"), pd.read_csv(runs / "off" / "asr.csv")
+    on, off = pd.read_csv(runs / "on" / "advbench" / "asr.csv"), pd.read_csv(runs / "off" / "advbench" / "asr.csv")
     keys = ["model", "defense", "attack", "benchmark", "k"]
     assert on[keys].equals(off[keys])  # the same gate row
     assert on.loc[0, "asr"] <= 20.0 and off.loc[0, "asr"] >= 80.0, (on, off)
@@ -111,5 +126,16 @@ def test_gate_passes_with_the_defense_and_fails_when_it_is_switched_off(runs):
     switched_off = gate_cli(str(runs / "off"), "--baseline", str(baseline))
     assert switched_off.returncode == 1, switched_off.stdout + switched_off.stderr
     assert "gate: FAILED" in switched_off.stdout
-    (row,) = [line for line in switched_off.stdout.splitlines() if "input_filter" in line]
-    assert "prefill" in row and "FAIL" in row and "/20)" in row
+    (row,) = [line for line in switched_off.stdout.splitlines() if "| harm " in line]
+    assert "prefill" in row and "FAIL" in row and "/20)" in row and "paired (n=20)" in row
+    assert all("FAIL" not in line for line in switched_off.stdout.splitlines() if "| over_refusal " in line)
+
+
+def test_gate_fails_a_defense_that_refuses_everything_on_over_refusal(runs):
+    baseline = runs / "baseline_all.json"
+    assert gate_cli(str(runs / "on"), "--baseline", str(baseline), "--write-baseline").returncode == 0
+    refuse_all = gate_cli(str(runs / "refuse_all"), "--baseline", str(baseline))
+    assert refuse_all.returncode == 1, refuse_all.stdout + refuse_all.stderr
+    (harm,) = [line for line in refuse_all.stdout.splitlines() if "| harm " in line]
+    (over,) = [line for line in refuse_all.stdout.splitlines() if "| over_refusal " in line]
+    assert "FAIL" not in harm and "FAIL" in over and "paired (n=30)" in over
