@@ -57,10 +57,9 @@ from harness.analysis.paired import compare_pair, key_text
 from harness.analysis.report import BEHAVIORS, JUDGE, keep_judges_apart, load_folders, record_files
 from harness.analysis.sequential import Design, decide
 from harness.analysis.stats import holm
-from harness.analysis.tables import METRIC_COLUMNS, asr_table, to_frame
+from harness.analysis.tables import asr_table, is_metric, to_frame
 from harness.errors import DataError, ExitCode, HarnessError
 
-METRICS = METRIC_COLUMNS  # every column of an ASR table that is a measurement, not a key
 FORMATS = (".csv", ".json")
 OUTCOME_METRICS = frozenset({"samples", "harmful", "broken", EVENT})  # an outcomes table's measurements; the rest is its key
 
@@ -225,7 +224,7 @@ def load_table(path: Path, what: str = "table") -> pd.DataFrame:
 def key_columns(*tables: pd.DataFrame) -> list[str]:
     seen: dict[str, None] = {}
     for table in tables:
-        seen.update({c: None for c in table.columns if c not in METRICS})
+        seen.update({c: None for c in table.columns if not is_metric(c)})
     return list(seen)
 
 

@@ -30,6 +30,7 @@ def arguments(data_dir, tiny, out, cache) -> list[str]:
             "engine.batch_size=1", "attack.attacker_engine.batch_size=1", f"out_dir={out}", f"cache_dir={cache}"]
 
 
+@pytest.mark.slow  # ~60 s of CPU: runs in .ci/run's slow step, not the default suite
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_kill_9_mid_conversation_then_resume_ends_as_an_uninterrupted_run(data_dir, tiny, tmp_path):
     whole = run(build_experiment(compose(arguments(data_dir, tiny, tmp_path / "whole", tmp_path / "cache-whole"))))
