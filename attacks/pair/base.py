@@ -20,7 +20,7 @@ from harness.engine.base import Engine
 from harness.judge.base import Judge
 from harness.model.base import Model
 from harness.settings import Ref, Settings
-from harness.types import Sampling, Verdict
+from harness.types import Behavior, Sampling, Verdict, content_hash
 
 
 class AttackerSettings(Settings):
@@ -87,3 +87,17 @@ def append_lines(path: Path, lines: list[str]) -> None:
     with open(path, "a+b") as f:
         torn = f.tell() > 0 and (f.seek(-1, 2), f.read(1))[1] != b"\n"
         f.write((("\n" if torn else "") + "".join(line + "\n" for line in lines)).encode("utf-8"))
+
+
+class TargetedSearch(AttackerAttack):
+    """PAIR and TAP: a search toward an affirmative target, its steps logged per (target, pipeline, defense,
+    settings, behavior), so a re-run replays them."""
+
+    def log_path(self, model: Model, engine: Engine, behavior: Behavior) -> Path:
+        key = content_hash({"target": model.id, "pipeline": engine.describe(),
+                            "defense": self.defense.describe() if self.defense else None, **self.describe(),
+                            "behavior": [behavior.id, behavior.query(), self.goal_target(behavior)]})
+        return self.logs(model) / f"{behavior.id}-{key}.jsonl"
+
+    def goal_target(self, behavior: Behavior) -> str:
+        return behavior.target or self.settings.default_target

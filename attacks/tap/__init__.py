@@ -22,17 +22,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from pydantic import Field
 
-from attacks.pair.base import AttackerAttack, AttackerSettings, append_lines
+from attacks.pair.base import AttackerSettings, TargetedSearch, append_lines
 from attacks.pair.prompts import FIRST_PREFILL, LATER_PREFILL, attacker_chat, parse
 from attacks.tap.prompts import ON_TOPIC, PREFILL, PROMPT, on_topic
 from harness.engine.base import Engine
 from harness.model.base import Model
 from harness.store.records import latest_by_key
-from harness.types import Behavior, Completion, Cost, Frozen, Message, Request, Sampling, content_hash
+from harness.types import Behavior, Completion, Cost, Frozen, Message, Request, Sampling
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +71,9 @@ class Node(Frozen):
         return self.id
 
 
-class TAPAttack(AttackerAttack):
+class TAPAttack(TargetedSearch):
     name = "tap"
     Settings = TAPSettings
-
-    def log_path(self, model: Model, engine: Engine, behavior: Behavior) -> Path:
-        key = content_hash({"target": model.id, "pipeline": engine.describe(),
-                            "defense": self.defense.describe() if self.defense else None, **self.describe(),
-                            "behavior": [behavior.id, behavior.query(), self.goal_target(behavior)]})
-        return self.logs(model) / f"{behavior.id}-{key}.jsonl"
-
-    def goal_target(self, behavior: Behavior) -> str:
-        return behavior.target or self.settings.default_target
 
     def requests(self, behaviors: Sequence[Behavior], model: Model, sampling: Sampling) -> list[Request]:
         engine = self.target_of(model)
