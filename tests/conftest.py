@@ -102,3 +102,20 @@ def use_canned_answers(monkeypatch, *modules) -> None:
         for name, fake in (("sampled_answers", sampled_answers), ("sample_answers", sample_answers)):
             if hasattr(module, name):
                 monkeypatch.setattr(module, name, fake)
+
+
+class Fixed:
+    """A benchmark of given behaviors (tests that build an Experiment by hand)."""
+
+    name = "fixed"
+    exclude_trained = False
+    sampling_note = ""
+
+    def __init__(self, behaviors):
+        self.behaviors = behaviors
+
+    def describe(self):
+        return {"benchmark": self.name}
+
+    def load(self):
+        return self.behaviors

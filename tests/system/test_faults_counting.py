@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import partial
 
 import pytest
-from conftest import harness_cli, serving
+from conftest import Fixed, harness_cli, serving
 from support.fault_server import FaultServer
 
 from harness.defense import Defense
@@ -29,21 +29,6 @@ def server():
         yield fake
 
 
-class Fixed:
-    """A benchmark of given behaviors."""
-
-    name = "fixed"
-    exclude_trained = False
-    sampling_note = ""
-
-    def __init__(self, behaviors):
-        self.behaviors = behaviors
-
-    def describe(self):
-        return {"benchmark": self.name}
-
-    def load(self):
-        return self.behaviors
 
 
 BEHAVIORS = [Behavior(id=f"b{i}", prompt=f"request number {i}") for i in range(4)]
