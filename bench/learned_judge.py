@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 from common import DATA, write
@@ -38,7 +39,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("HARNESS_DATA_DIR", str(DATA))
-    sets = {"pyrit:test": judge_eval.read_labels(judge_eval.Path("pyrit:test"), COLUMNS),
+    sets = {"pyrit:test": judge_eval.read_labels(Path("pyrit:test"), COLUMNS),
             "jbb": judge_eval.read_labels(DATA / judge_eval.DEFAULT_LABELS, COLUMNS)}
     rows, correct = [], {}
     for name in args.judges:

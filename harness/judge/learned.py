@@ -119,7 +119,7 @@ class LearnedJudge(Judge):
 
         card = self.recipe.build()
         folder = Path(card.folder)
-        config = json.loads((folder / HEAD_CONFIG).read_text())
+        config = load_head_config(folder)
         hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
         head = torch.nn.Linear(config["in_features"], 1)
         head.load_state_dict(load_file(str(folder / HEAD_WEIGHTS)))
@@ -195,6 +195,7 @@ def refusal_at(text: str) -> int | None:
 
 
 def load_head_config(folder: Path) -> dict[str, Any]:
+    """The trained head's settings (what it reads, how it pools), with a one-line error for another folder."""
     path = Path(folder) / HEAD_CONFIG
     if not path.is_file():
         raise HarnessError(f"{folder}: no {HEAD_CONFIG}: not a learned judge's folder")
