@@ -165,6 +165,37 @@ def asr_lines(path: Path, lines: Sequence[tuple], xlabel: str, title: str) -> Pa
     return path
 
 
+def panels(path: Path, panels: Sequence[tuple[str, Sequence[tuple]]], title: str) -> Path:
+    """One PNG of side-by-side panels, each (title, lines) with lines (label, x labels, ys, lows, highs): a value in
+    percent against categorical strengths, with its 95 % band (error bars where a panel has one point)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), squeeze=False)
+    for ax, (name, lines) in zip(axes[0], panels, strict=True):
+        for j, (label, xs, ys, lows, highs) in enumerate(lines):
+            at = list(range(len(xs)))
+            if len(at) == 1:  # one point per line (a rate beside the axes): side by side, not on top of each other
+                ax.errorbar([0.1 * j], ys, yerr=[[ys[0] - lows[0]], [highs[0] - ys[0]]], marker="o", capsize=4, label=label)
+                ax.set_xlim(-0.5, 0.5 + 0.1 * j)
+            else:
+                line, = ax.plot(at, list(ys), marker="o", label=label)
+                ax.fill_between(at, list(lows), list(highs), color=line.get_color(), alpha=0.15, lw=0)
+            ax.set_xticks(at, [str(x) for x in xs])
+        ax.set_title(name, fontsize=9)
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("% of behaviors (95 % band)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_asr_vs_budget(frame: pd.DataFrame, out: Path) -> Path | None:
     x, lines = cost.budget_curves(frame)
     if not lines:
