@@ -29,11 +29,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from attacks.gcg.optimizer import GCG, REFERENCE_INIT, GCGSettings, Speed
 from attacks.gcg.slot import SuffixSlot
-from attacks.gcg.testcases import TestCase, TestCaseStore
+from attacks.gcg.testcases import Snapshot, TestCase, TestCaseStore
+from attacks.gcg.tokens import decode
 from harness.attack import Attack
 from harness.errors import HarnessError
 from harness.judge.base import Judge
@@ -56,6 +57,7 @@ class GCGAttackSettings(Settings):
     restarts: int = Field(1, ge=1)
     allow_non_ascii: bool = False
     filter_tokens: bool = True
+    checkpoints: tuple[int, ...] = ()  # also evaluate the best suffix after these many steps (0: before the first)
     stop_loss: float | None = None
     check_every: int = Field(0, ge=0)
     check_tokens: int = Field(32, ge=1)
@@ -73,6 +75,25 @@ class GCGAttackSettings(Settings):
     progress: bool = True
     adaptive: bool = False  # add the defense's evasion cost to the loss (adaptive GCG)
     penalty_weight: float = Field(1.0, ge=0.0)
+
+    @field_validator("checkpoints")
+    @classmethod
+    def sorted_once(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(sorted(set(value)))
+
+    @model_validator(mode="after")
+    def within_steps(self) -> GCGAttackSettings:
+        bad = [c for c in self.checkpoints if not 0 <= c <= self.steps]
+        if bad:
+            raise ValueError(f"checkpoints {list(bad)} outside 0..steps={self.steps}; give step counts the run reaches")
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        """No checkpoints: the identity as before they existed, so earlier GCG runs keep their keys."""
+        out = super().identity()
+        if not self.checkpoints:
+            out.pop("checkpoints", None)
+        return out
 
     @field_validator("suffixes", "store")
     @classmethod
@@ -97,7 +118,7 @@ class GCGAttack(Attack):
     def key(self, source: Model, behaviors: Sequence[Behavior]) -> str:
         """Everything that decides which suffix is found: model, mode, settings, behaviors and targets, judge."""
         judge = (self.check_judge.id if self.check_judge else "keyword-gcg") if self.gcg.check_every else None
-        key = {"model": source.id, "mode": self.mode, "settings": self.gcg.model_dump(mode="json"),
+        key = {"model": source.id, "mode": self.mode, "settings": self.gcg.keyed(),
                "behaviors": [[b.id, b.query(), self.target(b)] for b in behaviors], "judge": judge}
         if self.settings.adaptive:  # only then: keys of non-adaptive test cases stay as they were
             evasion = self.defense.evasion_identity() if self.defense else {}
@@ -140,10 +161,22 @@ class GCGAttack(Attack):
             params = {"mode": case.mode, "steps": case.settings.get("steps"),
                       "optimized_on": case.model.split("@")[0] if self.suffixes else source}
             n = len(case.behaviors)  # a universal suffix's cost is shared by the behaviors it was optimized on
-            cost = Cost(forward=case.steps * self.gcg.search_width * n, backward=case.steps * n,
-                        seconds=round(case.seconds / n, 3)) if not self.suffixes else None
-            out.append(self.ask(b, sampling, messages=(SuffixSlot.message_for(b, case.suffix),), params=params, cost=cost))
+            for steps, suffix in self.evaluated(case):
+                done = min(steps, case.steps)
+                cost = Cost(forward=done * self.gcg.search_width * n, backward=done * n,
+                            seconds=round(case.seconds * done / max(case.steps, 1) / n, 3)) if not self.suffixes else None
+                out.append(self.ask(b, sampling, messages=(SuffixSlot.message_for(b, suffix),),
+                                    params={**params, "steps": steps}, cost=cost))
         return out
+
+    def evaluated(self, case: TestCase) -> list[tuple[int | None, str]]:
+        """(steps, suffix) to ask with: the found suffix; with checkpoints, the best one at each checkpoint instead
+        (past an early stop, the suffix it stopped with). A transferred file's suffixes are asked as they are."""
+        if not self.checkpoints or self.suffixes:
+            return [(case.settings.get("steps"), case.suffix)]
+        at = {s.step: s.suffix for s in case.snapshots}
+        return [(c, at.get(c, case.suffix if c >= case.steps else None)) for c in self.checkpoints
+                if c in at or c >= case.steps]
 
     def optimized_on(self, behaviors: Sequence[Behavior]) -> list[Behavior]:
         """A universal suffix is optimized on the first `train_behaviors` and evaluated on all: those are
@@ -178,7 +211,9 @@ class GCGAttack(Attack):
                         suffix=found.suffix, suffix_ids=tuple(found.suffix_ids), loss=found.loss,
                         initial_loss=found.initial_loss, losses=tuple(found.losses), steps=found.steps,
                         restart=found.restart, stopped=found.stopped, success=found.success, exact=exact,
-                        seconds=found.seconds, settings=self.gcg.model_dump(mode="json"))
+                        seconds=found.seconds, settings=self.gcg.keyed(),
+                        snapshots=tuple(Snapshot(step=step, suffix=decode(source.tokenizer, ids), suffix_ids=tuple(ids),
+                                                 loss=loss) for step, ids, loss in found.snapshots))
         store.append(case)
         log.info("gcg %s: loss %.3f -> %.3f in %d steps (%.0f s, %s)%s; suffix %r", label, found.initial_loss, found.loss,
                  found.steps, found.seconds, found.stopped, " judged harmful" if found.success else "", found.suffix)

@@ -9,6 +9,10 @@ Early stop (both optional): the loss falls to `stop_loss`; or, every `check_ever
 real greedy generation with the best suffix is judged harmful (for every behavior) by the
 check judge. Restarts run the same optimization with seeds `seed`, `seed + 1`, ... and keep
 the lowest loss, stopping at the first that succeeds.
+
+Checkpoints (optional): after each listed number of steps (0: before the first), the best suffix so far is kept
+as a snapshot, so one optimization of `steps` answers "what does GCG reach after 10, 25, ... steps" (the suffix a
+run stopped at that many steps would have found: the loop does not look ahead).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pydantic import Field
@@ -52,6 +56,11 @@ class GCGSettings(Frozen):
     restarts: int = Field(1, ge=1)
     allow_non_ascii: bool = False
     filter_tokens: bool = True  # drop candidates that do not re-tokenize to themselves in their prompt
+    checkpoints: tuple[int, ...] = ()  # keep the best suffix after these many steps too (0: the initial suffix)
+
+    def keyed(self) -> dict:
+        """The settings as test-case keys read them; no checkpoints: as before they existed (old keys still match)."""
+        return self.model_dump(mode="json", exclude={"checkpoints"} if not self.checkpoints else set())
     stop_loss: float | None = None
     check_every: int = Field(0, ge=0)  # judge a greedy generation every N steps (0: never)
     check_tokens: int = Field(32, ge=1)
@@ -69,6 +78,7 @@ class Found:
     stopped: str
     success: bool | None
     seconds: float
+    snapshots: list[tuple[int, list[int], float]] = field(default_factory=list)  # (steps, best ids, best loss)
 
 
 @dataclass
@@ -140,12 +150,16 @@ class GCG:
         suffix = torch.tensor(self.init_ids(slots))
         best_ids, best_loss, initial, losses = suffix, math.inf, math.nan, []
         stopped, success = "steps", None
+        snapshots: list[tuple[int, list[int], float]] = []
+        marks = set(s.checkpoints)
         desc = f"gcg {label}" + (f" r{restart}" if s.restarts > 1 else "")
         with tqdm(range(s.steps), desc=desc, unit="step", disable=not self.progress, leave=False) as bar:
             for step in bar:
                 grad = scorer.gradient(suffix)
                 if step == 0:
                     initial = best_loss = grad.loss + float(self.penalties(slots, suffix[None])[0])
+                    if 0 in marks:
+                        snapshots.append((0, suffix.tolist(), best_loss))
                 candidates, positions = unique(*sample_candidates(suffix, grad.grad, self.allowed, s.search_width, s.topk, generator))
                 if s.filter_tokens:
                     keep = round_trips(tok, slots, candidates)
@@ -153,6 +167,8 @@ class GCG:
                 if not len(candidates):
                     log.warning("gcg %s step %d: no candidate re-tokenizes to itself; keeping the suffix", label, step)
                     losses.append(grad.loss)
+                    if step + 1 in marks:
+                        snapshots.append((step + 1, best_ids.tolist(), best_loss))
                     continue
                 if self.penalty is None:
                     index, loss, _ = scorer.best(candidates, positions, grad, prune=self.speed.prune)
@@ -164,6 +180,8 @@ class GCG:
                 losses.append(loss)
                 if loss < best_loss:
                     best_ids, best_loss = suffix, loss
+                if step + 1 in marks:
+                    snapshots.append((step + 1, best_ids.tolist(), best_loss))
                 bar.set_postfix(loss=f"{loss:.3f}", best=f"{best_loss:.3f}", suffix=decode(tok, best_ids.tolist())[-40:], refresh=False)
                 if s.stop_loss is not None and best_loss <= s.stop_loss:
                     stopped = "loss"
@@ -175,7 +193,7 @@ class GCG:
                         break
         ids = best_ids.tolist()
         return Found(ids, decode(tok, ids), best_loss, initial, losses, len(losses), restart, stopped, success,
-                     time.perf_counter() - start)
+                     time.perf_counter() - start, snapshots)
 
     def penalties(self, slots: Sequence[SuffixSlot], candidates: torch.Tensor) -> torch.Tensor:
         """weight x the evasion cost of each candidate's user turn, averaged over the slots (0 without a penalty)."""

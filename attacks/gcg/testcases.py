@@ -23,6 +23,15 @@ from harness.types import Frozen
 log = logging.getLogger(__name__)
 
 
+class Snapshot(Frozen):
+    """The best suffix after `step` steps of the optimization that found a test case (a checkpoint)."""
+
+    step: int
+    suffix: str
+    suffix_ids: tuple[int, ...]
+    loss: float
+
+
 class TestCase(Frozen):
     __test__ = False  # not a pytest class
 
@@ -42,6 +51,7 @@ class TestCase(Frozen):
     exact: bool = True  # the engine's tokenization of the prompt equals the optimized tokens
     seconds: float = 0.0
     settings: dict[str, Any] = Field(default_factory=dict)
+    snapshots: tuple[Snapshot, ...] = ()  # the best suffix at each checkpoint (attack.checkpoints)
 
 
 class TestCaseStore:

@@ -53,6 +53,8 @@ def test_axes_turn_strengths_into_runs():
 
     assert Each(attack, [0, 5], setting="lengths", parameter="k", label="prefill k").runs("direct") == {
         "all": {"lengths": [0, 5]}}
+    assert Each(attack, [0, 10, 25], setting="checkpoints", parameter="steps", label="GCG", budget="steps").runs(
+        "direct") == {"all": {"checkpoints": [0, 10, 25], "steps": 25}}
     assert Within(attack, [1, 4, 16], setting="n", parameter="augmentation", label="N").runs("direct") == {
         "all": {"n": 16}}
     assert Steps(attack, [0, 10, 25], setting="steps", label="GCG").runs("direct") == {

@@ -315,3 +315,25 @@ def test_cli_runs_gcg_on_the_tiny_model(data_dir, tiny, tmp_path):
     assert len(cases.read_text().splitlines()) == 2 and all(json.loads(line)["steps"] == 2 for line in cases.read_text().splitlines())
     again = harness_cli(*args)
     assert again.returncode == 0 and "0 generated, 2 reused" in again.stdout  # same suffixes, same requests
+
+
+def test_checkpoints_ask_the_best_suffix_a_shorter_run_would_have_found(tiny, tmp_path):
+    common = dict(suffix_init=INIT, search_width=16, topk=16, progress=False)
+    attack = GCGAttack(steps=3, checkpoints=[3, 0, 2], store=str(tmp_path / "cases.jsonl"), **common)
+    requests = attack.requests([B1], tiny, Sampling(max_tokens=8))
+    (case,) = TestCaseStore(tmp_path / "cases.jsonl").load().values()
+    assert [s.step for s in case.snapshots] == [0, 2, 3] and [r.params["steps"] for r in requests] == [0, 2, 3]
+    asked = {r.params["steps"]: r.messages[0].content.removeprefix(B1.prompt) for r in requests}
+    assert asked[0] == INIT and asked[3] == case.suffix and case.snapshots[0].loss == case.initial_loss
+    assert [s.loss for s in case.snapshots][1:] == [min(case.losses[:2]), case.loss]
+    # a run of 2 steps finds exactly the suffix of checkpoint 2 (the loop never looks ahead)
+    short = GCGAttack(steps=2, store=str(tmp_path / "short.jsonl"), **common).requests([B1], tiny, Sampling(max_tokens=8))
+    assert short[0].messages == requests[1].messages
+    assert requests[1].cost.forward == 2 * 16 and requests[2].cost.forward == 3 * 16
+
+
+def test_checkpoints_leave_earlier_keys_alone_and_must_be_reached():
+    assert "checkpoints" not in GCGAttack(steps=3).settings.identity()
+    assert GCGAttack(steps=3, checkpoints=[1]).settings.identity()["checkpoints"] == [1]
+    with pytest.raises(HarnessError, match=r"checkpoints \[5\] outside 0..steps=3"):
+        GCGAttack(steps=3, checkpoints=[1, 5])
