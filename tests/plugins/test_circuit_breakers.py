@@ -97,8 +97,8 @@ def test_the_default_recipe_reroutes(tiny):
     """A few steps of the defense's own training settings move the harmful states off the original's direction.
 
     The first recipe (LoRA, plain L2 retain) sat at the starting point, where the trained states equal the
-    original's and cos = 1 is a maximum with zero gradient: its rerouting loss stayed at 1.000 for every step,
-    on the embedded model and here alike."""
+    original's and cos = 1 is a maximum with zero gradient: its rerouting loss stayed at 1.000 for 42 steps on
+    the embedded model, and here it is still 0.97 after these 8 steps."""
     default = CircuitBreakers.Settings.model_fields["train"].default
     settings = default.model_copy(update={"lr": 1e-3, "epochs": 8, "max_steps": 8, "batch_size": 4,
                                           "warmup_steps": 0, "bf16": False})
