@@ -11,7 +11,8 @@ Llama-3 retain set holds refusal data too), are retained (defenses/circuit_break
 As deep alignment does, training starts from the standard aligned model (the `aligned` recipe), and
 that model is the frozen original the representations are compared with. The paper's recipe is
 LoRA (rank 16, alpha 16, on the layers up to the deepest rerouted one) with the loss on layers
-10 and 20 (of 32); conf/defense/circuit_breakers.yaml scales it to the embedded model.
+10 and 20 (of 32); conf/defense/circuit_breakers.yaml scales it to the embedded model and trains all
+weights of those layers instead (LoRA did not reroute there; `train.lora` brings it back).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from harness.errors import HarnessError
 from harness.model.base import Model
 from harness.settings import Ref, Settings
 from harness.training.answers import sampled_answers
-from harness.training.loop import Example, LoraSettings, TrainKey, TrainSettings, train
+from harness.training.loop import Example, TrainKey, TrainSettings, train
 
 
 class CircuitBreakersSettings(Settings):
@@ -38,7 +39,7 @@ class CircuitBreakersSettings(Settings):
     answer_tokens: int = Field(128, ge=1)  # harmful answers of the base (deep alignment's: the same cache)
     n_utility: int | None = Field(100, ge=0)  # utility anchors retained (the aligned recipe's, first n; null: all)
     refusals: bool = True  # also retain the aligned recipe's refusal examples (harmful request -> refusal)
-    train: Annotated[TrainSettings, TrainKey] = TrainSettings(lora=LoraSettings(r=16, alpha=16))
+    train: Annotated[TrainSettings, TrainKey] = TrainSettings(epochs=1)  # full fine-tuning; lora= for LoRA
     suffix: str = "circuit-breakers"
 
 

@@ -8,7 +8,16 @@ the rerouted `layers` are pushed to be orthogonal to the frozen original's:
 and on a retain example (a benign request and its answer, or a harmful request and its refusal)
 the hidden states at every layer up to the deepest rerouted one are kept where they were:
 
-    L_retain = mean over layers and tokens of || h_theta - h_ref ||_2
+    L_retain = mean over layers and tokens of || h_theta - h_ref ||_2 / || h_ref ||_2
+
+The paper's retain term is the plain L2 distance; here it is relative to the original state's norm,
+so that both terms are scale-free. Why: at the start the trained states equal the original's, where
+cos is at its maximum and the rerouting gradient is zero; near there it grows only with the angle,
+and its size is ~angle / ||h||, while the plain L2's gradient has size 1 whatever the distance. On the
+embedded SmolLM2 (||h|| ~150 after layer 10, ~600 after layer 20, one shared massive dimension) the
+plain L2 outweighed rerouting by two to three orders of magnitude from the second step on: the first
+run's mean ReLU(cos) stayed at 1.000 for all 42 steps while the states jittered at an L2 distance of
+~1 (docs/alignment-lab.md).
 
     L = c_rr(t) * L_rr + c_retain(t) * L_retain,  c_rr = alpha * (1 - t / 2T),  c_retain = alpha * t / 2T
 
@@ -22,7 +31,9 @@ of the same request, which the retain set keeps: the model must still begin a re
 retain examples every real token counts (system prompt, request and answer), as in the paper.
 
 The frozen original is free with LoRA (peft's `disable_adapter()`); with full fine-tuning `setup`
-keeps a frozen copy. Only the layers up to the deepest rerouted one run (the later ones cannot change
+keeps a frozen copy and freezes the token embeddings (tied to the output head in small models: training
+them would change what the model says through the head, not through its representations; LoRA leaves
+them alone too). Only the layers up to the deepest rerouted one run (the later ones cannot change
 the loss; with LoRA their adapters stay zero, the paper's `layers_to_transform`).
 """
 
@@ -70,10 +81,11 @@ def reroute_loss(states: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
 
 
 def retain_loss(states: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """mean L2 distance of [..., H] states from the frozen original's."""
+    """mean L2 distance of [..., H] states from the frozen original's, relative to the original's norm."""
     if states.numel() == 0:
         return states.sum() * 0.0
-    return (states.float() - reference.float()).norm(dim=-1).mean()
+    ref = reference.float()
+    return ((states.float() - ref).norm(dim=-1) / ref.norm(dim=-1).clamp_min(1e-6)).mean()
 
 
 def layer_states(hf: Any, batch: Batch, deepest: int) -> list[torch.Tensor]:
@@ -119,7 +131,7 @@ class RerouteObjective(Objective):
 
     def describe(self) -> dict[str, Any]:
         return {"objective": self.name, "layers": list(self.layers), "alpha": self.alpha,
-                "schedule": "c_rr=alpha*(1-t/2T), c_retain=alpha*t/2T", "retain": "layers 1..max(layers), all tokens",
+                "schedule": "c_rr=alpha*(1-t/2T), c_retain=alpha*t/2T", "retain": "layers 1..max(layers), all tokens, L2 relative to the original's norm",
                 "reroute": "harmful answer positions after its first token"}
 
     @property
@@ -145,6 +157,7 @@ class RerouteObjective(Objective):
         for block in hf.get_decoder().layers[self.deepest:]:  # never run: nothing to train there
             block.requires_grad_(False)
         if not hasattr(hf, "disable_adapter"):  # full fine-tuning: keep the original beside the trained copy
+            hf.get_input_embeddings().requires_grad_(False)
             self.frozen = copy.deepcopy(hf).eval().requires_grad_(False)
         return hf
 

@@ -15,7 +15,7 @@ from harness import config
 from harness.config import instantiate
 from harness.errors import HarnessError
 from harness.training.data import Encoder
-from harness.training.loop import Example, LoraSettings, TrainSettings, cache_key, load_trainable
+from harness.training.loop import Example, LoraSettings, TrainSettings, cache_key, fit, load_trainable
 from harness.types import Message
 
 FAST = {"lr": 1e-3, "epochs": 1, "batch_size": 4, "bf16": False}
@@ -54,7 +54,9 @@ def test_reroute_and_retain_loss_pieces():
     a[:, 0], b[:, 1] = 2.0, 3.0
     assert reroute_loss(a, b).item() == pytest.approx(0.0, abs=1e-7)  # already orthogonal: nothing to reroute
     assert retain_loss(h, h).item() == 0.0
-    assert retain_loss(a, b).item() == pytest.approx(13 ** 0.5)  # the L2 distance, averaged over positions
+    assert retain_loss(a, b).item() == pytest.approx(13 ** 0.5 / 3)  # the L2 distance over the original's norm
+    # scale-free, like the rerouting term: the embedded model's states (norms 150-600) weigh as much as small ones
+    assert retain_loss(100 * a, 100 * b).item() == pytest.approx(retain_loss(a, b).item())
     empty = torch.zeros(0, 16, requires_grad=True)
     assert reroute_loss(empty, empty).item() == 0.0 and retain_loss(empty, empty).requires_grad
 
@@ -79,7 +81,8 @@ def test_at_init_the_original_is_the_reference(tiny, lora):
     objective.loss(objective.forward(hf, batch), batch).backward()
     trained = [n for n, p in hf.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0]
     assert trained and not any(".layers.1." in n for n in trained)  # layer 2 never runs: nothing trains there
-    assert all("lora_" in n for n in trained) if lora else any("embed_tokens" in n for n in trained)
+    assert all("lora_" in n for n in trained) if lora else any(".layers.0." in n for n in trained)
+    assert not any("embed_tokens" in n for n in trained)  # full fine-tuning too: representations, not the tied head
     if lora:  # adapters that moved change the trained states but not the reference
         with torch.no_grad():
             for name, p in hf.named_parameters():
@@ -88,6 +91,26 @@ def test_at_init_the_original_is_the_reference(tiny, lora):
         moved = objective.forward(hf, batch)
         assert torch.allclose(moved.rerouted_ref, out.rerouted_ref, atol=1e-5)
         assert retain_loss(moved.retained, moved.retained_ref).item() > 1e-3
+
+
+def test_the_default_recipe_reroutes(tiny):
+    """A few steps of the defense's own training settings move the harmful states off the original's direction.
+
+    The first recipe (LoRA, plain L2 retain) sat at the starting point, where the trained states equal the
+    original's and cos = 1 is a maximum with zero gradient: its rerouting loss stayed at 1.000 for 42 steps on
+    the embedded model, and here it is still 0.97 after these 8 steps."""
+    default = CircuitBreakers.Settings.model_fields["train"].default
+    settings = default.model_copy(update={"lr": 1e-3, "epochs": 8, "max_steps": 8, "batch_size": 4,
+                                          "warmup_steps": 0, "bf16": False})
+    examples = EXAMPLES * 4
+    objective = RerouteObjective(layers=(1, 2), alpha=10.0, train=settings)
+    objective.prepare(tiny, Encoder(tiny, 64), examples)
+    hf = objective.setup(load_trainable(tiny, settings))
+    fit(hf, tiny, lambda epoch: examples, examples, settings, objective)
+    rerouting = [h["rr"] for h in objective.history if h["rerouted"]]
+    assert rerouting[0] == pytest.approx(1.0, abs=1e-5) and rerouting[-1] < 0.9
+    out = objective.forward(hf, Encoder(tiny, 64)(EXAMPLES))
+    assert reroute_loss(out.rerouted, out.rerouted_ref).item() < 0.9  # the trained states, not the frozen ones, moved
 
 
 def test_schedule_moves_from_rerouting_to_retaining():
@@ -145,6 +168,6 @@ def test_bad_input_is_one_line(tiny, data_dir, monkeypatch):
 def test_config_composes_on_the_embedded_model(tmp_path):
     card = instantiate(config.compose(["model=smollm2-circuit-breakers", f"cache_dir={tmp_path}"]).model)
     assert card.name == "smollm2-circuit-breakers" and isinstance(card.recipe, CircuitBreakers)
-    assert card.recipe.layers == (10, 20) and card.recipe.train.lora.r == 16 and card.recipe.aligned.name == "safety_sft"
+    assert card.recipe.layers == (10, 20) and card.recipe.train.lora is None and card.recipe.aligned.name == "safety_sft"
     defense = instantiate(config.compose(["defense=circuit_breakers"]).defense)
     assert defense.describe() == card.recipe.describe()
