@@ -161,6 +161,7 @@ def test_allowed_tokens_exclude_special_and_non_ascii(tiny):
     assert int(mask.sum()) < len(tok)
 
 
+@pytest.mark.slow
 def test_loss_falls_over_a_few_steps(tiny):
     settings = GCGSettings(suffix_init=INIT, steps=6, search_width=48, topk=32, seed=1)
     slots = [SuffixSlot.build(tiny, B1)]
@@ -172,6 +173,7 @@ def test_loss_falls_over_a_few_steps(tiny):
     assert found.loss == pytest.approx(float(Scorer(tiny.hf, slots).full_losses(torch.tensor([found.suffix_ids]))[0]), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_seed_makes_runs_reproducible_and_restarts_differ(tiny):
     slots = [SuffixSlot.build(tiny, B2)]
     def run(seed, restarts=1):

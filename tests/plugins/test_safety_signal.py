@@ -193,6 +193,7 @@ def test_a_flag_that_does_not_hold_changes_nothing(tiny):
     assert [c.text for c in engine.generate(requests)] == [c.text for c in plain]
 
 
+@pytest.mark.slow
 def test_nothing_flagged_gives_the_plain_engines_outputs(tiny):
     """A real (random) head with a threshold that never fires, a padded batch mixing greedy and
     sampled rows (temperature, top-p, top-k, n > 1) and prefills: identical to engine=hf."""
