@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -14,6 +15,26 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("HARNESS_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
 # Subprocesses (the CLI tests) find the data the same way the tests do, without the variable set by hand.
 os.environ.setdefault("HARNESS_DATA_DIR", str(DATA))
+
+# The default suite runs in one pytest-xdist worker per core (`-n auto` in pyproject.toml's addopts): each worker,
+# and each command it starts, computes on one thread, so two workers on two cores do not fight over them.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+# Suites that start servers, browsers, clusters or the real embedded model run in one process: vLLM pins its threads
+# to the cores, the real model is converted into the one shared cache, and each of them is long.
+SERIAL_MARKS = ("slow", "vllm", "browser", "slurm")
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto`: one worker per core (at most 4); none when the selection (-m) asks for a serial suite."""
+    selected = config.getoption("markexpr") or ""
+    if any(re.search(rf"(?<!not )\b{mark}\b", selected) for mark in SERIAL_MARKS):
+        return 0
+    return min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 @pytest.fixture(scope="session")

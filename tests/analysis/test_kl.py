@@ -19,6 +19,7 @@ def test_kl_of_a_model_with_itself_is_zero(tiny, tmp_path):
     assert list(table["pairs"]) == [2] * 8
 
 
+@pytest.mark.slow
 def test_kl_matches_a_direct_computation_and_shows_where_training_acted(tiny, tmp_path):
     data = [Example(messages=(Message(role="user", content=b.prompt),), response="I'm sorry, I can't.") for b, _ in PAIRS]
     trained = train(tiny, data, TrainSettings(lr=1e-2, epochs=60, batch_size=2, bf16=False), name="tiny-kl")

@@ -17,6 +17,7 @@ def base_args(data_dir, tiny, tmp_path):
             "limit=3", "sampling.max_tokens=8", f"out_dir={tmp_path / 'run'}"]
 
 
+@pytest.mark.slow
 def test_run_writes_tables_and_resumes(base_args, tmp_path):
     first = harness_cli(*base_args, "attack.lengths=[0,5,10]")
     assert first.returncode == 0, first.stderr

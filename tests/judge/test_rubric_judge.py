@@ -273,6 +273,7 @@ def test_price_turns_tokens_into_cost(server, tmp_path, monkeypatch):
         RubricJudge(model="m", price_per_1k_prompt=-1)
 
 
+@pytest.mark.slow
 def test_a_run_with_a_faulty_judge_server_finishes_records_errors_and_leaks_no_key(server, data_dir, tiny, tmp_path, monkeypatch):
     """End to end through `python -m harness`: injected faults become counted error verdicts, the run
     finishes (exit code 3: judge errors), usage and cost land in judge_usage.jsonl, a re-run heals the errors, and no file of

@@ -88,6 +88,7 @@ def first_token_shift(before, after, data, tiny, early: int = 5) -> tuple[float,
     return delta[head].mean().item(), delta[~head].mean().item()
 
 
+@pytest.mark.slow
 def test_large_beta_pins_the_first_tokens_while_sft_moves_them(tiny):
     data = [ex(p, r) for p, r in PAIRS]
     settings = TrainSettings(lr=1e-3, epochs=60, batch_size=4, warmup_steps=0, bf16=False)

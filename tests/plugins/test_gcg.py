@@ -66,7 +66,7 @@ def test_gradient_matches_finite_differences(tiny):
     assert grad.abs().max() > 1e-3  # the compared values are not all ~0
 
 
-@pytest.mark.parametrize("batch_size, groups", [(None, 8), (5, 3), (64, 1)])
+@pytest.mark.parametrize("batch_size, groups", [(None, 8), pytest.param(5, 3, marks=pytest.mark.slow), (64, 1)])
 def test_cached_candidate_losses_equal_the_full_forward(tiny, batch_size, groups):
     slots = [SuffixSlot.build(tiny, B1), SuffixSlot.build(tiny, B2)]  # a universal suffix: loss averaged over both
     suffix = suffix_ids(tiny)
@@ -161,6 +161,7 @@ def test_allowed_tokens_exclude_special_and_non_ascii(tiny):
     assert int(mask.sum()) < len(tok)
 
 
+@pytest.mark.slow
 def test_loss_falls_over_a_few_steps(tiny):
     settings = GCGSettings(suffix_init=INIT, steps=6, search_width=48, topk=32, seed=1)
     slots = [SuffixSlot.build(tiny, B1)]
@@ -172,6 +173,7 @@ def test_loss_falls_over_a_few_steps(tiny):
     assert found.loss == pytest.approx(float(Scorer(tiny.hf, slots).full_losses(torch.tensor([found.suffix_ids]))[0]), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_seed_makes_runs_reproducible_and_restarts_differ(tiny):
     slots = [SuffixSlot.build(tiny, B2)]
     def run(seed, restarts=1):
@@ -303,6 +305,7 @@ def test_oom_halves_the_batch_and_retries():
     assert batching.run(score, rows=512) == "ok" and calls == [64, 32, 16] and batching.size == 16
 
 
+@pytest.mark.slow
 def test_cli_runs_gcg_on_the_tiny_model(data_dir, tiny, tmp_path):
     args = [f"data_dir={data_dir}", "model=local", f"model.path={tiny.folder}", "model.name=tiny", f"cache_dir={tmp_path}",
             "limit=2", "sampling.max_tokens=8", f"out_dir={tmp_path / 'run'}", "attack=gcg", "attack.steps=2",

@@ -17,6 +17,7 @@ from harness.training.loop import Example, TrainSettings, train
 from harness.types import Message
 
 
+@pytest.mark.slow
 def test_direct_asr_and_answered_per_set_with_intervals(tiny, data_dir, tmp_path):
     harmful = AdvBench(data_dir=data_dir, limit=3)
     refusals = [Example(messages=(Message(role="user", content=b.prompt),), response="I'm sorry, I can't help with that.")

@@ -97,6 +97,7 @@ def test_lm_tokens_do_not_depend_on_the_cls(tiny):
     assert labels[0] == 0 and labels[-1] == 1  # benign before the turn, malicious after it
 
 
+@pytest.mark.slow
 def test_head_trains_and_separates_a_toy_set(tiny, tmp_path):
     objective = SignalObjective(lam=1.0, window=4)
     trained = train(tiny, toy_examples(), TrainSettings(lr=3e-3, epochs=25, batch_size=6, warmup_steps=2, bf16=False),
@@ -192,6 +193,7 @@ def test_a_flag_that_does_not_hold_changes_nothing(tiny):
     assert [c.text for c in engine.generate(requests)] == [c.text for c in plain]
 
 
+@pytest.mark.slow
 def test_nothing_flagged_gives_the_plain_engines_outputs(tiny):
     """A real (random) head with a threshold that never fires, a padded batch mixing greedy and
     sampled rows (temperature, top-p, top-k, n > 1) and prefills: identical to engine=hf."""
@@ -255,6 +257,7 @@ def test_defense_trains_wraps_and_logs(tiny, data_dir, tmp_path):
         small_defense(data_dir, turn_context=(5, 2))
 
 
+@pytest.mark.slow
 def test_experiment_side_by_side(tiny, data_dir, tmp_path):
     defense = small_defense(data_dir)
     driver = SafetySignalExperiment(

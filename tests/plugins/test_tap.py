@@ -102,6 +102,7 @@ def test_bad_tap_settings_name_the_value(tiny, setting):
         TAPAttack(attacker=tiny, attacker_engine=lambda m: None, judge=SaysYes(), **{setting: 0})
 
 
+@pytest.mark.slow
 def test_tap_composes_from_config_and_runs_on_tiny(tiny, data_dir, tmp_path):
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 from harness.util.progress import LogLines, progress
@@ -37,6 +38,7 @@ def test_tqdm_disable_silences_it(monkeypatch, caplog):
     assert not caplog.records
 
 
+@pytest.mark.slow
 def test_a_training_run_logs_each_stage_cleanly(tiny, data_dir, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"} | {"HARNESS_CACHE_DIR": str(tmp_path / "cache")}
     out = subprocess.run(

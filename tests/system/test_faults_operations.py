@@ -84,6 +84,7 @@ def test_ctrl_c_with_a_hanging_server_keeps_what_finished(server, tmp_path):
 
 
 # 10. two runs on one folder: the second says who holds it and stops (5), or waits (--wait)
+@pytest.mark.slow
 def test_a_second_run_on_a_busy_folder_stops_or_waits(server, tmp_path):
     server.hang_after = 1
     lock = tmp_path / ".harness.lock"

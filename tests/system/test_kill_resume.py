@@ -22,6 +22,7 @@ def complete_lines(path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_kill_9_mid_run_then_resume(data_dir, tiny, tmp_path):
     run = tmp_path / "run"

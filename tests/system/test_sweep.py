@@ -13,6 +13,7 @@ import pytest
 from conftest import ROOT, harness_cli
 
 
+@pytest.mark.slow
 def test_local_multirun_over_two_attacks_then_merged_report(data_dir, tiny, tmp_path):
     sweep = tmp_path / "sweep"
     run = harness_cli(

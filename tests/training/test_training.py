@@ -71,6 +71,7 @@ def test_the_cache_key_holds_the_recipe_version_every_setting_and_every_example_
     assert cache_key(tiny, data, TrainSettings(), Objective()) != key  # a version bump re-keys every model
 
 
+@pytest.mark.slow
 def test_training_learns_a_refusal_and_is_cached(tiny):
     data = [ex(p, REFUSAL, kind="refusal") for p in HARMFUL] + [ex("What is the capital of France?", "Paris.", kind="utility")]
     settings = TrainSettings(lr=1e-2, epochs=40, batch_size=4, warmup_steps=2, bf16=False)

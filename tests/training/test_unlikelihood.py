@@ -46,6 +46,7 @@ def test_the_unlikelihood_term_stays_finite_when_the_opening_is_certain():
     assert math.isfinite(objective.loss(lp, b).item())
 
 
+@pytest.mark.slow
 def test_training_on_a_negative_lowers_its_opening(tiny):
     """A model taught a refusal, then a few steps with the refusal as a negative: its opening gets less likely."""
     from harness.training.loop import Encoder, TrainSettings, load_trainable, token_logprobs, train
