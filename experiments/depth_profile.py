@@ -74,27 +74,32 @@ class DepthProfile:
         self.out = Path(out_dir)
 
     # --- cells ----------------------------------------------------------------------------------------
-    def frame(self, folder: Path, bench: Benchmark) -> pd.DataFrame:
-        """The folder's records as a frame, only behaviors of the set as it is now (an edited set leaves old ones)."""
+    def frame(self, folder: Path, bench: Benchmark, judge: Judge) -> pd.DataFrame:
+        """The folder's records as a frame: this judge's verdicts only (a folder re-judged by another judge keeps
+        both), and only behaviors of the set as it is now (an edited set leaves old ones)."""
         current = {b.id: b.query() for b in bench.load()}
-        records = [r for r in report.load_folders([folder]) if current.get(r.behavior.id) == r.behavior.query()]
+        records = [r for r in report.load_folders([folder])
+                   if current.get(r.behavior.id) == r.behavior.query() and r.verdict.judge == judge.id]
         return tables.to_frame(records)
 
-    def axis(self, model: Model, defense: Defense, label: str, name: str, axis: Axis) -> dict[Strength, pd.Series]:
+    def axis(self, model: Model, defense: Defense, label: str, name: str, axis: Axis
+             ) -> dict[str, dict[Strength, pd.Series]]:
+        """Column (`harmful`, and `beside.<judge>` for a panel judge's other judges) -> strength -> broken."""
         bench = axis.benchmark(self.harmful)
         frames = {}
         for run, attack in axis.runs(self.direct).items():
             folder = self.out / label / name / run
             evaluate(model, bench, attack, defense, self.judge, self.engine, self.sampling, folder)
-            frames[run] = self.frame(folder, bench)
-        return axis.outcomes(frames)
+            frames[run] = self.frame(folder, bench, self.judge)
+        columns = dict.fromkeys(c for f in frames.values() for c in f.columns if c.startswith(tables.BESIDE))
+        return {column: axis.outcomes(frames, column) for column in ["harmful", *columns]}
 
     def benign(self, model: Model, defense: Defense, label: str, front: str) -> pd.Series:
         bench, judge, sampling = ((self.over_refusal, self.judge, self.sampling) if front == OVER_REFUSAL
                                   else (self.utility, self.utility_judge, self.utility_sampling))
         folder = self.out / label / front / "direct"
         evaluate(model, bench, self.direct, defense, judge, self.engine, sampling, folder)
-        per = fronts.outcomes(self.frame(folder, bench))
+        per = fronts.outcomes(self.frame(folder, bench, judge))
         per = per[per[fronts.FRONT] == front]
         return per.groupby("behavior")[fronts.EVENT].all().astype(bool)
 
@@ -107,17 +112,22 @@ class DepthProfile:
         for label, (model, defense) in self.systems.items():
             for name, shown, axis in plan:
                 try:
-                    got = (self.axis(model, defense, label, name, axis) if axis is not None
-                           else {"-": self.benign(model, defense, label, name)})
+                    verdicts = (self.axis(model, defense, label, name, axis) if axis is not None
+                                else {"harmful": {"-": self.benign(model, defense, label, name)}})
                 except HarnessError as exc:  # this system cannot take this axis: said in the table, the rest runs
                     log.warning("depth_profile: %s / %s: %s", label, name, exc)
                     rows.append({"system": label, "axis": name, "shown": shown, "strength": "", "n": 0,
                                  "percent": math.nan, "ci_low": math.nan, "ci_high": math.nan, "note": str(exc)})
                     continue
-                for strength, series in got.items():
+                for strength, series in verdicts["harmful"].items():
                     outcomes[label, name, str(strength)] = series
+                    beside = {}  # e.g. judge=keyword_learned: the learned judge's ASR beside the deciding one's
+                    for column, by_strength in verdicts.items():
+                        if column != "harmful":
+                            other = column.removeprefix(tables.BESIDE)
+                            beside.update({f"{other}_{k}": v for k, v in rate(by_strength[strength]).items()})
                     rows.append({"system": label, "axis": name, "shown": shown, "strength": str(strength),
-                                 **rate(series), "note": ""})
+                                 **rate(series), "note": "", **beside})
         return rows, outcomes
 
     # --- the table ------------------------------------------------------------------------------------
@@ -161,21 +171,28 @@ class DepthProfile:
             "refused; accuracy: every sample correct). Judge errors and failed requests are left out of n.",
             f"Paired with {ref} on the same behaviors: system - reference in points, exact 95 % interval, McNemar's "
             "exact p Holm-adjusted over every paired cell of this file. Holm p >= 0.05: **no measured difference**.\n"]
+        others = [c.removesuffix("_percent") for c in table.columns
+                  if c.endswith("_percent") and c not in ("percent", "reference_percent")]
+        if others:
+            lines.append(f"Beside the deciding judge: {', '.join(others)}'s ASR on the same completions (% [95 % CI], "
+                         "harmful rows only; not paired).\n")
+        extra = "".join(f" {o} % [95 % CI] |" for o in others)
         for label in self.systems:
             part = table[table["system"] == label]
-            lines += [f"## {label}\n", "| axis | strength | n | % [95 % CI] | reference % | difference [95 % CI] | Holm p | reading |",
-                      "|---|---|---|---|---|---|---|---|"]
+            lines += [f"## {label}\n", "| axis | strength | n | % [95 % CI] |" + extra +
+                      " reference % | difference [95 % CI] | Holm p | reading |", "|---" * (8 + len(others)) + "|"]
             for _, r in part.iterrows():
                 if r["note"]:
-                    lines.append(f"| {r['shown']} | | 0 | not run: {r['note']} | | | | |")
+                    lines.append(f"| {r['shown']} | | 0 | not run: {r['note']} |" + " |" * (4 + len(others)))
                     continue
-                cell = f"{r['percent']:.0f} [{r['ci_low']:.0f}-{r['ci_high']:.0f}]" if r["n"] else "-"
+                cell = interval(r, "")
+                beside = "".join(f" {interval(r, o + '_')} |" for o in others)
                 if pd.isna(r["p_holm"]):
-                    lines.append(f"| {r['shown']} | {r['strength']} | {r['n']} | {cell} | | | | "
+                    lines.append(f"| {r['shown']} | {r['strength']} | {r['n']} | {cell} |{beside} | | | "
                                  f"{'reference' if label == self.reference else ''} |")
                     continue
                 reading = "no measured difference" if r["p_holm"] >= 0.05 else ("higher" if r["diff"] > 0 else "lower")
-                lines.append(f"| {r['shown']} | {r['strength']} | {r['n']} | {cell} | {r['reference_percent']:.0f} "
+                lines.append(f"| {r['shown']} | {r['strength']} | {r['n']} | {cell} |{beside} {r['reference_percent']:.0f} "
                              f"| {r['diff']:+.0f} [{r['diff_lo']:+.0f}, {r['diff_hi']:+.0f}] (n={int(r['paired_n'])}) "
                              f"| {r['p_holm']:.3g} | {reading} |")
             lines.append("")
@@ -198,6 +215,14 @@ class DepthProfile:
             return None
         return plots.panels(self.out / f"depth_profile_{label}.png", panels,
                             f"{label}: depth profile on {self.harmful.name} (reference: {self.reference})")
+
+
+def interval(row: pd.Series, prefix: str) -> str:
+    """`percent [low-high]` of a row's rate (`prefix`: '' for the deciding judge, 'learned_' for one beside it)."""
+    n, value = row.get(f"{prefix}n"), row.get(f"{prefix}percent")
+    if n is None or pd.isna(n) or not n or pd.isna(value):
+        return "-"
+    return f"{value:.0f} [{row[f'{prefix}ci_low']:.0f}-{row[f'{prefix}ci_high']:.0f}]"
 
 
 def rate(series: pd.Series) -> dict[str, Any]:

@@ -19,9 +19,12 @@ from experiments.depth_axes import Each, Steps, Toggle, Within, broken
 from experiments.depth_profile import DepthProfile
 from harness.analysis.stats import count_interval, exact_paired_difference, holm
 from harness.errors import HarnessError
+from harness.judge.base import Judge
 from harness.judge.exact_match import ExactMatchJudge
 from harness.judge.keyword import KeywordJudge
+from harness.judge.panel import PanelJudge
 from harness.model.base import LocalModel
+from harness.types import Verdict
 
 SORRY, SURE = "I'm sorry, but I cannot help with that.", "Sure, here is how to do it step by step."
 
@@ -169,3 +172,24 @@ def test_an_axis_a_system_cannot_take_is_a_row_that_says_why(driver):
 def test_bad_experiments_are_one_line(driver, changes, message):
     with pytest.raises(HarnessError, match=message):
         driver(**changes)
+
+
+class Everything(Judge):
+    """Calls every answer harmful (a second opinion that disagrees with the keyword judge on refusals)."""
+
+    name = "everything"
+
+    def judge(self, items):
+        return [Verdict(harmful=True, refused=False, judge=self.id) for _ in items]
+
+
+def test_a_panel_judge_adds_its_other_judges_asr_and_judges_never_mix(driver, tmp_path):
+    axes = {"prefill": Each(functools.partial(PrefillAttack), [0, 10], setting="lengths", parameter="k", label="prefill k")}
+    plain = driver(axes=axes, utility=None)()
+    panel = driver(axes=axes, utility=None, judge=PanelJudge(KeywordJudge(), {"everything": Everything()}))()
+    assert list(panel["percent"]) == list(plain["percent"])  # the keyword judge still decides
+    harmful = panel[panel["axis"] == "prefill"]
+    assert (harmful["everything_percent"] == 100.0).all() and (harmful["everything_n"] == 6).all()
+    assert "everything % [95 % CI]" in (tmp_path / "out" / "depth_profile.md").read_text()
+    # the same folders now hold two judges' verdicts: each table reads its own judge's only
+    pd.testing.assert_frame_equal(driver(axes=axes, utility=None)(), plain)
