@@ -126,30 +126,8 @@ def asr_by_k(out_dir: Path) -> str:
                      for _, row in frame.iterrows())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--warm-only", action="store_true", help="skip the fresh run; use the current model cache")
-    parser.add_argument("--fresh", type=int, default=1, help="fresh runs, each from its own empty cache")
-    parser.add_argument("--warm", type=int, default=1, help="warm runs after the last fresh run (or alone)")
-    parser.add_argument("--warm-each", action="store_true", help="also one warm run after every earlier fresh run")
-    parser.add_argument("--timeout", type=float, default=None, help="stop a run after this many minutes (report its stages)")
-    args = parser.parse_args()
-    rows, timeout = [], args.timeout * 60 if args.timeout else None
-    with tempfile.TemporaryDirectory(prefix="first-run-") as tmp:
-        caches = ([Path(os.environ.get("HARNESS_CACHE_DIR", Path.home() / ".cache" / "harness"))] if args.warm_only
-                  else [Path(tmp) / f"cache-{i}" for i in range(args.fresh)])
-        for i, cache in enumerate(caches):
-            if not args.warm_only:
-                rows.append(run(f"fresh {i + 1} (empty cache)", cache, Path(tmp) / f"fresh-{i}", timeout))
-                if not rows[-1]["finished"]:
-                    print("first_run: a fresh run did not finish: no warm run after it", flush=True)
-                    continue
-            last = i == len(caches) - 1
-            for j in range(args.warm if last else int(args.warm_each)):
-                rows.append(run(f"warm {i + 1}.{j + 1} (model cached, new run folder)", cache, Path(tmp) / f"warm-{i}-{j}",
-                                timeout))
-            if not args.warm_only:
-                shutil.rmtree(cache, ignore_errors=True)  # ~1 GB each
+def report(rows: list[dict]) -> Path:
+    """Write results/bench/first_run.{json,md} from the runs so far (after every run: a stopped bench keeps them)."""
     fresh = [r for r in rows if r["run"].startswith("fresh")]
     warm = [r for r in rows if r["run"].startswith("warm")]
     done = [r["minutes"] for r in fresh if r["finished"]]
@@ -166,7 +144,38 @@ def main() -> None:
     notes = ("The README's first command (`python -m harness data_dir=...`), fresh (each from its own empty "
              "HARNESS_CACHE_DIR) and warm (the model cached, a new run folder). Load average sampled every 5 s during "
              f"each run on a {os.cpu_count()}-core machine.")
-    print(write("first_run", rows, summary, notes=notes).read_text())
+    return write("first_run", rows, summary, notes=notes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--warm-only", action="store_true", help="skip the fresh run; use the current model cache")
+    parser.add_argument("--fresh", type=int, default=1, help="fresh runs, each from its own empty cache")
+    parser.add_argument("--warm", type=int, default=1, help="warm runs after the last fresh run (or alone)")
+    parser.add_argument("--warm-each", action="store_true", help="also one warm run after every earlier fresh run")
+    parser.add_argument("--timeout", type=float, default=None, help="stop a run after this many minutes (report its stages)")
+    args = parser.parse_args()
+    rows, timeout = [], args.timeout * 60 if args.timeout else None
+
+    def add(row: dict) -> dict:
+        rows.append(row)
+        report(rows)
+        return row
+
+    with tempfile.TemporaryDirectory(prefix="first-run-") as tmp:
+        caches = ([Path(os.environ.get("HARNESS_CACHE_DIR", Path.home() / ".cache" / "harness"))] if args.warm_only
+                  else [Path(tmp) / f"cache-{i}" for i in range(args.fresh)])
+        for i, cache in enumerate(caches):
+            if not args.warm_only and not add(run(f"fresh {i + 1} (empty cache)", cache, Path(tmp) / f"fresh-{i}",
+                                                  timeout))["finished"]:
+                print("first_run: a fresh run did not finish: no warm run after it", flush=True)
+                continue
+            last = i == len(caches) - 1
+            for j in range(args.warm if last else int(args.warm_each)):
+                add(run(f"warm {i + 1}.{j + 1} (model cached, new run folder)", cache, Path(tmp) / f"warm-{i}-{j}", timeout))
+            if not args.warm_only:
+                shutil.rmtree(cache, ignore_errors=True)  # ~1 GB each
+    print(report(rows).read_text())
 
 
 if __name__ == "__main__":
