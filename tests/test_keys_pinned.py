@@ -34,8 +34,7 @@ PINNED = {
     "engine/vllm": "34656b7fab969956",
     "model/llama2": "llama2@bcde6aa7b10b9572",
     "model/smollm2": "smollm2@dde56b6070b998e2",
-    # re-keyed on purpose (issue 32): train.shared_prefix=true, the system turn encoded once per batch
-    "model/smollm2-aligned": "smollm2-aligned@42a3701b4d184f54",
+    "model/smollm2-aligned": "smollm2-aligned@b7a24d0ff1a04343",
     "model/smollm2-aligned-broad": "smollm2-aligned-broad@a96ddd42a8853ce5",
     "model/smollm2-aligned-ci": "smollm2-aligned-ci@1a75af8e50d79785",
     "model/smollm2-aligned-contrast": "smollm2-aligned-contrast@a1d09461c9a9bfac",
