@@ -30,13 +30,14 @@ def choose(model: Model) -> tuple[str, str]:
     return "vllm", f"CUDA GPU {torch.cuda.get_device_name(0)} and vllm installed"
 
 
-def auto_engine(model: Model, batch_size: int = 32, progress: bool = True, vllm: dict[str, Any] | None = None) -> Engine:
-    """The engine for `model`: `batch_size` for the transformers engine, `vllm` options (conf/engine/vllm.yaml's keys)
-    for vLLM."""
+def auto_engine(model: Model, batch_size: int = 32, progress: bool = True, vllm: dict[str, Any] | None = None,
+                prefix_reuse: bool = True) -> Engine:
+    """The engine for `model`: `batch_size` and `prefix_reuse` for the transformers engine, `vllm` options
+    (conf/engine/vllm.yaml's keys) for vLLM."""
     name, why = choose(model)
     log.info("engine=auto: %s (%s)", name, why)
     if name == "vllm":
         from harness.engine.vllm import VLLMEngine
 
         return VLLMEngine(model, progress=progress, **(vllm or {}))
-    return HFEngine(model, batch_size=batch_size, progress=progress)
+    return HFEngine(model, batch_size=batch_size, progress=progress, prefix_reuse=prefix_reuse)

@@ -333,10 +333,13 @@ def nucleus(logits: torch.Tensor, k: torch.Tensor, want: torch.Tensor, top_p: to
     keep = inside & ((before < top_p[:, None]) | (position == 0))
     complete = (k > 0) | (probs.sum(-1) >= top_p) | (want >= logits.shape[-1])
     # draw among the kept tokens in vocabulary order, not likelihood order: a tiny numerical
-    # difference (another batch, another padding) then cannot reorder the candidates
-    dense = torch.zeros(logits.shape, dtype=torch.float64, device=logits.device)
-    dense.scatter_(1, ids, probs.masked_fill(~keep, 0.0))
-    return pick(dense.cumsum(-1), uniform), complete
+    # difference (another batch, another padding) then cannot reorder the candidates. The candidates
+    # sorted by token id and summed in that order give the same cumulative masses as a sum over the whole
+    # vocabulary (the tokens between them add exact zeros), over `width` columns instead of the vocabulary's.
+    order = ids.argsort(dim=-1)
+    by_id = ids.gather(1, order)
+    cdf = probs.masked_fill(~keep, 0.0).gather(1, order).cumsum(-1)
+    return by_id.gather(1, pick(cdf, uniform)[:, None]).squeeze(1), complete
 
 
 def pick(cdf: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:

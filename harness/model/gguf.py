@@ -46,7 +46,10 @@ class GGUFModel(Model):
 
     def resolve(self) -> Path:
         gguf = self.gguf_path()
-        return cached_folder(self.cache_dir / "models", self._key(gguf), lambda out: convert_gguf(gguf, out))
+        # a tokenizer already taken from this GGUF (tokenizer_folder, before the weights were needed) is not rebuilt
+        tokenizer = self.cache_dir / "tokenizers" / self._key(gguf)
+        return cached_folder(self.cache_dir / "models", self._key(gguf),
+                             lambda out: convert_gguf(gguf, out, tokenizer if (tokenizer / "tokenizer_config.json").exists() else None))
 
     def tokenizer_folder(self) -> Path:
         """The tokenizer alone (~10 s from the GGUF, without converting the weights)."""
@@ -62,18 +65,19 @@ class GGUFModel(Model):
         return cached_folder(self.cache_dir / "tokenizers", self._key(gguf), build, marker="tokenizer_config.json")
 
 
-def convert_gguf(gguf: Path, out: Path) -> None:
+def convert_gguf(gguf: Path, out: Path, tokenizer: Path | None = None) -> None:
     """De-quantise a GGUF into a plain (fp32 safetensors) Hugging Face folder.
 
     `save_pretrained` refuses GGUF-loaded models, so the weights are moved into a model
-    built from the same config without its quantization settings.
+    built from the same config without its quantization settings. `tokenizer`: a folder holding
+    the tokenizer already converted from this GGUF (~10 s saved), else it is taken from the GGUF.
     """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     log.info("converting %s into %s (once; takes ~30 s)", gguf.name, out)
     kw = {"gguf_file": gguf.name}
-    tok = AutoTokenizer.from_pretrained(gguf.parent, **kw)
+    tok = AutoTokenizer.from_pretrained(tokenizer) if tokenizer else AutoTokenizer.from_pretrained(gguf.parent, **kw)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kw)
     config = AutoConfig.from_pretrained(gguf.parent, **kw)
     if hasattr(config, "quantization_config"):

@@ -8,6 +8,7 @@ these names.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,9 @@ class Batch:
     weights: torch.Tensor  # [N] example weight of each target
     example: torch.Tensor  # [N] example index in the batch
     keys: list[str]  # example digests, for objectives that precompute per-example values
+    # leading tokens every row shares and no row trains on (the chat template's system turn): `token_logprobs`
+    # encodes them once for the whole batch (Encoder(shared_prefix=True); 0 = every row encoded in full)
+    prefix: int = 0
 
     def to(self, device: Any) -> Batch:
         tensors = {k: v.to(device) for k, v in vars(self).items() if hasattr(v, "to")}
@@ -47,16 +51,27 @@ class Batch:
 
 
 class Encoder:
-    """Tokenizes examples with the model's own chat template into padded batches."""
+    """Tokenizes examples with the model's own chat template into padded batches; with `shared_prefix` each
+    batch also says how many leading tokens all its rows share before the first trained position (`Batch.prefix`).
+    Token ids are computed once per example and remembered (an epoch's length grouping and its batches
+    read the same ids)."""
 
-    def __init__(self, model: Model, max_length: int) -> None:
+    def __init__(self, model: Model, max_length: int, shared_prefix: bool = False) -> None:
         self.model = model
         self.max_length = max_length
+        self.shared_prefix = shared_prefix
+        self.memo: dict[Example, tuple[list[int], int]] = {}
         self.eos = model.tokenizer.eos_token_id
         self.pad = model.tokenizer.pad_token_id
 
     def ids(self, ex: Example) -> tuple[list[int], int]:
         """Full token ids and where the trained response starts."""
+        if ex in self.memo:
+            return self.memo[ex]
+        self.memo[ex] = self.encode(ex)
+        return self.memo[ex]
+
+    def encode(self, ex: Example) -> tuple[list[int], int]:
         prompt = self.model.prompt_ids(ex.messages, ex.prefix)
         response = self.model.tokenizer(ex.response, add_special_tokens=False).input_ids + ([self.eos] if ex.ends else [])
         ids = (prompt + response)[: self.max_length]
@@ -79,8 +94,13 @@ class Encoder:
                 response_pos.append(t - start)
                 weights.append(ex.weight)
                 example.append(b)
+        prefix = 0
+        if self.shared_prefix and len(encoded) > 1:
+            # shared by every row, and before every row's first trained position (token t is predicted at t-1)
+            prefix = min(len(os.path.commonprefix([ids for ids, _ in encoded])), *(max(start, 1) - 1 for _, start in encoded))
         return Batch(input_ids, mask, torch.tensor(positions), torch.tensor(targets), torch.tensor(response_pos),
-                     torch.tensor(weights, dtype=torch.float32), torch.tensor(example), [e.digest() for e in examples])
+                     torch.tensor(weights, dtype=torch.float32), torch.tensor(example), [e.digest() for e in examples],
+                     prefix)
 
 
 def length_grouped(examples: Sequence[Example], encode: Encoder, batch_size: int, seed: int) -> list[Example]:

@@ -70,10 +70,18 @@ class TrainSettings(Frozen):
     # Batches of similar lengths (transformers' length-grouped sampling: shuffled mega-batches, sorted inside):
     # on chat SFT data a random batch is ~35 % padding, a grouped one ~10 %. False = plain shuffling.
     group_by_length: bool = True
+    # Encode the tokens every example of a batch starts with (the chat template's system turn) once per batch and
+    # continue each row from a copy of their KV cache: the same loss and gradients up to floating-point rounding
+    # (tests/training), fewer tokens through the model. Off by default: a recipe turning it on gets a new key.
+    shared_prefix: bool = False
 
     def key(self) -> dict[str, Any]:
-        """What the cache key sees: every setting (checkpoints too: a cached model must hold the ones asked for)."""
-        return self.model_dump(mode="json")
+        """What the cache key sees: every setting (checkpoints too: a cached model must hold the ones asked for).
+        `shared_prefix` only when on, so the keys of models trained before it existed stay the same."""
+        out = self.model_dump(mode="json")
+        if not self.shared_prefix:
+            out.pop("shared_prefix")
+        return out
 
 
 # A TrainSettings field of a plugin's settings: the cache key sees `TrainSettings.key()`.
@@ -113,11 +121,27 @@ class Objective:
 
 
 def token_logprobs(hf: Any, batch: Batch) -> torch.Tensor:
-    """log p(target) at the trained positions only: the LM head runs on those rows alone."""
+    """log p(target) at the trained positions only: the LM head runs on those rows alone. A batch with a shared
+    prefix (`Batch.prefix`) encodes it once and runs every row's remainder on a copy of its KV cache (the copies'
+    gradients add up in the prefix's backward)."""
     import torch
 
-    hidden = hf.get_decoder()(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
-    rows = hidden.reshape(-1, hidden.shape[-1])[batch.positions]
+    decoder, width = hf.get_decoder(), batch.input_ids.shape[1]
+    if batch.prefix:
+        from transformers import DynamicCache
+
+        shared, rows_n = batch.prefix, batch.input_ids.shape[0]
+        cache = DynamicCache(config=hf.config)
+        decoder(input_ids=batch.input_ids[:1, :shared], past_key_values=cache, use_cache=True)
+        cache.reorder_cache(torch.zeros(rows_n, dtype=torch.long, device=batch.input_ids.device))  # one copy per row
+        positions = torch.arange(shared, width, device=batch.input_ids.device).expand(rows_n, -1)
+        hidden = decoder(input_ids=batch.input_ids[:, shared:], attention_mask=batch.attention_mask, position_ids=positions,
+                         past_key_values=cache, use_cache=True).last_hidden_state
+        flat = batch.positions // width * (width - shared) + batch.positions % width - shared
+    else:
+        hidden = decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        flat = batch.positions
+    rows = hidden.reshape(-1, hidden.shape[-1])[flat]
     logits = hf.get_output_embeddings()(rows).float()
     return torch.log_softmax(logits, dim=-1).gather(1, batch.targets[:, None]).squeeze(1)
 
@@ -258,7 +282,7 @@ def fit(hf: Any, model: Model, data_fn: DataFn, first: list[Example], settings: 
     rng = random.Random(settings.seed)
     replicas = replicas or Replicas(model.torch_device)  # one process, or one of `accelerate launch`'s
     device = replicas.device
-    encode = Encoder(model, settings.max_length)
+    encode = Encoder(model, settings.max_length, settings.shared_prefix)
     params = [p for p in hf.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     module, optimizer = replicas.prepare(objective_module(hf, objective), optimizer, settings.batch_size)

@@ -155,3 +155,36 @@ def test_rows_that_draw_alike_share_one_sequence(spread):
     assert len(out) == 5 and len({c.text for c in out}) == 1
     assert fed[0][0] == 1 and all(shape == (1, 1) for shape in fed[1:])  # one prompt, then one sequence
     assert len(fed) == 1 + min(out[0].completion_tokens, 7)  # a step per token after the first (none after EOS)
+
+
+def test_the_nucleus_draw_over_candidates_equals_the_draw_over_the_whole_vocabulary():
+    """`nucleus` sums the kept candidates' masses in token-id order over the candidates only; the draw it made
+    before, over a dense vocabulary-wide array, picks the same token for every row, parameter and uniform number."""
+    import torch
+
+    from harness.engine.hf import nucleus, pick
+
+    def dense_reference(logits, k, want, top_p, uniform, width):
+        values, ids = logits.topk(width, dim=-1, sorted=True)
+        position = torch.arange(width)[None, :]
+        inside = position < want[:, None]
+        in_top_k = torch.where(k[:, None] > 0, position < k[:, None], torch.ones_like(inside))
+        log_norm = torch.where(k > 0, values.masked_fill(~in_top_k, float("-inf")).logsumexp(-1), logits.logsumexp(-1))
+        probs = (values - log_norm[:, None]).exp().double().masked_fill(~inside, 0.0)
+        keep = inside & (((probs.cumsum(-1) - probs) < top_p[:, None]) | (position == 0))
+        dense = torch.zeros(logits.shape, dtype=torch.float64)
+        dense.scatter_(1, ids, probs.masked_fill(~keep, 0.0))
+        return pick(dense.cumsum(-1), uniform)
+
+    gen = torch.Generator().manual_seed(0)
+    rows, vocab, width = 64, 3000, 256
+    logits = torch.randn(rows, vocab, generator=gen) * torch.linspace(0.5, 8, rows)[:, None]  # flat to peaked
+    k = torch.tensor([0, 1, 5, 50] * (rows // 4))
+    want = torch.where(k > 0, k, torch.full_like(k, width))
+    top_p = torch.linspace(0.05, 1.0, rows, dtype=torch.float64)
+    for trial in range(5):
+        uniform = torch.rand(rows, generator=gen, dtype=torch.float64)
+        if trial == 0:
+            uniform[:4] = torch.tensor([0.0, 1.0 - 1e-16, 0.5, 1e-12], dtype=torch.float64)  # the edges
+        got, _ = nucleus(logits, k, want, top_p, uniform, width)
+        assert got.tolist() == dense_reference(logits, k, want, top_p, uniform, width).tolist()

