@@ -88,13 +88,6 @@ class GCGAttackSettings(Settings):
             raise ValueError(f"checkpoints {list(bad)} outside 0..steps={self.steps}; give step counts the run reaches")
         return self
 
-    def identity(self) -> dict[str, Any]:
-        """No checkpoints: the identity as before they existed, so earlier GCG runs keep their keys."""
-        out = super().identity()
-        if not self.checkpoints:
-            out.pop("checkpoints", None)
-        return out
-
     @field_validator("suffixes", "store")
     @classmethod
     def expand(cls, value: Path | None) -> Path | None:
@@ -118,7 +111,7 @@ class GCGAttack(Attack):
     def key(self, source: Model, behaviors: Sequence[Behavior]) -> str:
         """Everything that decides which suffix is found: model, mode, settings, behaviors and targets, judge."""
         judge = (self.check_judge.id if self.check_judge else "keyword-gcg") if self.gcg.check_every else None
-        key = {"model": source.id, "mode": self.mode, "settings": self.gcg.keyed(),
+        key = {"model": source.id, "mode": self.mode, "settings": self.gcg.model_dump(mode="json"),
                "behaviors": [[b.id, b.query(), self.target(b)] for b in behaviors], "judge": judge}
         if self.settings.adaptive:  # only then: keys of non-adaptive test cases stay as they were
             evasion = self.defense.evasion_identity() if self.defense else {}
@@ -211,7 +204,7 @@ class GCGAttack(Attack):
                         suffix=found.suffix, suffix_ids=tuple(found.suffix_ids), loss=found.loss,
                         initial_loss=found.initial_loss, losses=tuple(found.losses), steps=found.steps,
                         restart=found.restart, stopped=found.stopped, success=found.success, exact=exact,
-                        seconds=found.seconds, settings=self.gcg.keyed(),
+                        seconds=found.seconds, settings=self.gcg.model_dump(mode="json"),
                         snapshots=tuple(Snapshot(step=step, suffix=decode(source.tokenizer, ids), suffix_ids=tuple(ids),
                                                  loss=loss) for step, ids, loss in found.snapshots))
         store.append(case)

@@ -57,10 +57,6 @@ class GCGSettings(Frozen):
     allow_non_ascii: bool = False
     filter_tokens: bool = True  # drop candidates that do not re-tokenize to themselves in their prompt
     checkpoints: tuple[int, ...] = ()  # keep the best suffix after these many steps too (0: the initial suffix)
-
-    def keyed(self) -> dict:
-        """The settings as test-case keys read them; no checkpoints: as before they existed (old keys still match)."""
-        return self.model_dump(mode="json", exclude={"checkpoints"} if not self.checkpoints else set())
     stop_loss: float | None = None
     check_every: int = Field(0, ge=0)  # judge a greedy generation every N steps (0: never)
     check_tokens: int = Field(32, ge=1)

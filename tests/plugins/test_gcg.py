@@ -335,8 +335,8 @@ def test_checkpoints_ask_the_best_suffix_a_shorter_run_would_have_found(tiny, tm
     assert requests[1].cost.forward == 2 * 16 and requests[2].cost.forward == 3 * 16
 
 
-def test_checkpoints_leave_earlier_keys_alone_and_must_be_reached():
-    assert "checkpoints" not in GCGAttack(steps=3).settings.identity()
+def test_checkpoints_are_in_the_key_and_must_be_reached():
+    assert GCGAttack(steps=3).settings.identity()["checkpoints"] == []
     assert GCGAttack(steps=3, checkpoints=[1]).settings.identity()["checkpoints"] == [1]
     with pytest.raises(HarnessError, match=r"checkpoints \[5\] outside 0..steps=3"):
         GCGAttack(steps=3, checkpoints=[1, 5])
