@@ -30,7 +30,7 @@ def choose(model: Model) -> tuple[str, str]:
     return "vllm", f"CUDA GPU {torch.cuda.get_device_name(0)} and vllm installed"
 
 
-def auto_engine(model: Model, batch_size: int = 32, progress: bool = True, vllm: dict[str, Any] | None = None,
+def auto_engine(model: Model, batch_size: int = 64, progress: bool = True, vllm: dict[str, Any] | None = None,
                 prefix_reuse: bool = True) -> Engine:
     """The engine for `model`: `batch_size` and `prefix_reuse` for the transformers engine, `vllm` options
     (conf/engine/vllm.yaml's keys) for vLLM."""

@@ -79,7 +79,7 @@ def rows_of(request: Request, prompt: list[int]) -> list[Row]:
 
 class HFSettings(Settings):
     cosmetic = frozenset({"batch_size", "progress", "stage", "prefix_reuse"})
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(64, ge=1)
     progress: bool = True
     stage: str = "generating"  # the progress line's name: generating | sampling answers | judging
     prefix_reuse: bool = True  # encode each shared prompt once (same outputs, less time; see the module doc)
@@ -167,7 +167,10 @@ class HFEngine(Engine):
         The generated ids per row (ending with the EOS when it stopped)."""
         import torch
 
+        from harness.engine.attention import use_sdpa_gqa
+
         hf, tok = self.model.hf, self.model.tokenizer
+        use_sdpa_gqa(hf)
         eos, device = tok.eos_token_id, hf.device
         generated: list[list[int]] = [[] for _ in batch]
         with torch.inference_mode():
@@ -205,12 +208,13 @@ class HFEngine(Engine):
         attention mask (None when nothing is padded) and last position of each prompt, and each row's
         prompt index."""
         import torch
-        from transformers import DynamicCache
+
+        from harness.engine.kv_cache import growing_cache
 
         hf, pad, device = self.model.hf, self.model.tokenizer.pad_token_id, self.model.hf.device
         prompts = list(dict.fromkeys(tuple(row.prompt) for row in batch))
         which = {prompt: i for i, prompt in enumerate(prompts)}
-        cache = DynamicCache(config=hf.config)
+        cache = growing_cache(hf)  # grows in place: no copy of the whole cache per step
         # the common prefix, encoded once; every prompt keeps at least one token of its own (its logits)
         shared = 0 if len(prompts) == 1 else min(len(os.path.commonprefix(prompts)), min(map(len, prompts)) - 1)
         if shared:

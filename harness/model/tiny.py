@@ -21,6 +21,7 @@ class TinyModel(Model):
         hidden_size: int = 64,
         num_layers: int = 2,
         num_heads: int = 2,
+        num_kv_heads: int | None = None,  # fewer than num_heads: grouped-query attention, as most chat models
         intermediate_size: int = 128,
         seed: int = 0,
         **kw: Any,
@@ -31,7 +32,7 @@ class TinyModel(Model):
             "hidden_size": hidden_size,
             "num_hidden_layers": num_layers,
             "num_attention_heads": num_heads,
-            "num_key_value_heads": num_heads,
+            "num_key_value_heads": num_kv_heads or num_heads,
             "intermediate_size": intermediate_size,
             "seed": seed,
         }

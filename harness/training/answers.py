@@ -37,14 +37,14 @@ class Answer(Frozen):
 
 
 def sample_answers(
-    model: Model, behaviors: Sequence[Behavior], max_tokens: int = 64, drop_refusals: bool = True, batch_size: int = 32
+    model: Model, behaviors: Sequence[Behavior], max_tokens: int = 64, drop_refusals: bool = True, batch_size: int = 64
 ) -> dict[str, str]:
     """behavior id -> the model's greedy answer text (refusals dropped when asked). Cached on disk."""
     return {k: a.text for k, a in sampled_answers(model, behaviors, max_tokens, drop_refusals, batch_size).items()}
 
 
 def sampled_answers(
-    model: Model, behaviors: Sequence[Behavior], max_tokens: int = 64, drop_refusals: bool = True, batch_size: int = 32
+    model: Model, behaviors: Sequence[Behavior], max_tokens: int = 64, drop_refusals: bool = True, batch_size: int = 64
 ) -> dict[str, Answer]:
     """behavior id -> the model's greedy answer and whether it was complete (refusals dropped when asked). Cached."""
     sampling = Sampling(max_tokens=max_tokens)

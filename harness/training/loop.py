@@ -284,7 +284,11 @@ def fit(hf: Any, model: Model, data_fn: DataFn, first: list[Example], settings: 
     device = replicas.device
     encode = Encoder(model, settings.max_length, settings.shared_prefix)
     params = [p for p in hf.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    # The fused kernel: the same update as the default (foreach) one up to float rounding (~1e-7 after 3 steps), one
+    # pass over parameters, gradients and moments instead of several: 2.1 s -> 0.4 s per step for the embedded
+    # model on 2 loaded CPU cores. An implementation choice like an attention kernel, so not in the cache key.
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay,
+                                  fused=device.type in ("cpu", "cuda") or None)
     module, optimizer = replicas.prepare(objective_module(hf, objective), optimizer, settings.batch_size)
     per_epoch = math.ceil(len(first) / (settings.batch_size * settings.grad_accum))
     total = min(settings.max_steps or per_epoch * settings.epochs, per_epoch * settings.epochs)
