@@ -72,18 +72,22 @@ def convert_gguf(gguf: Path, out: Path, tokenizer: Path | None = None) -> None:
     built from the same config without its quantization settings. `tokenizer`: a folder holding
     the tokenizer already converted from this GGUF (~10 s saved), else it is taken from the GGUF.
     """
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    import copy
 
-    log.info("converting %s into %s (once; takes ~30 s)", gguf.name, out)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s into %s (once; takes ~20 s)", gguf.name, out)
     kw = {"gguf_file": gguf.name}
     tok = AutoTokenizer.from_pretrained(tokenizer) if tokenizer else AutoTokenizer.from_pretrained(gguf.parent, **kw)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kw)
-    config = AutoConfig.from_pretrained(gguf.parent, **kw)
+    config = copy.deepcopy(loaded.config)  # the loaded model's own (reading the GGUF again took ~3 s)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(loaded.state_dict())
+    with torch.device("meta"):  # no random initialisation of weights that are replaced next (~2 s)
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(loaded.state_dict(), assign=True)
+    plain.tie_weights()
     plain.generation_config = loaded.generation_config
     plain.save_pretrained(out)
     tok.save_pretrained(out)
