@@ -70,17 +70,18 @@ class TrainSettings(Frozen):
     # Batches of similar lengths (transformers' length-grouped sampling: shuffled mega-batches, sorted inside):
     # on chat SFT data a random batch is ~35 % padding, a grouped one ~10 %. False = plain shuffling.
     group_by_length: bool = True
-    # Encode the tokens every example of a batch starts with (the chat template's system turn) once per batch and
-    # continue each row from a copy of their KV cache: the same loss and gradients up to floating-point rounding
-    # (tests/training), fewer tokens through the model. Off by default: a recipe turning it on gets a new key.
-    shared_prefix: bool = False
+    # Encode the tokens every example of a batch starts with (the chat template's system turn: 24 of ~84 tokens of
+    # the embedded model's safety SFT examples) once per batch and continue each row from a copy of their KV cache:
+    # the same loss and gradients up to floating-point rounding (tests/training), fewer tokens through the model
+    # (15 % less time per step there). How, not what: not in the cache key, like the optimizer's fused kernel.
+    shared_prefix: bool = True
 
     def key(self) -> dict[str, Any]:
-        """What the cache key sees: every setting (checkpoints too: a cached model must hold the ones asked for).
-        `shared_prefix` only when on, so the keys of models trained before it existed stay the same."""
+        """What the cache key sees: every setting that changes what is computed (checkpoints too: a cached model
+        must hold the ones asked for); not `shared_prefix`, which changes only how (the same function, rounded
+        differently)."""
         out = self.model_dump(mode="json")
-        if not self.shared_prefix:
-            out.pop("shared_prefix")
+        out.pop("shared_prefix")
         return out
 
 
