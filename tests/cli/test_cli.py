@@ -85,12 +85,36 @@ def test_model_without_chat_template(base_args, tiny, tmp_path):
     assert "has no chat template" in out.stderr and "model.chat_template" in out.stderr
 
 
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error: ")]
+
+
 def test_llama2_card_stops_at_once_without_weights(data_dir, tmp_path):
-    out = harness_cli("attack=prefill", "model=llama2", f"data_dir={data_dir}", f"out_dir={tmp_path / 'x'}",
-                      "limit=2", timeout=120, )
+    args = ("attack=prefill", "model=llama2", f"data_dir={data_dir}", f"out_dir={tmp_path / 'x'}", "limit=2")
+    out = harness_cli(*args, timeout=120)  # a real process: a run's user error is its exit status
     assert out.returncode == 2
     assert "meta-llama/Llama-2-7b-chat-hf" in out.stderr and "model.path=" in out.stderr
     assert "Traceback" not in out.stderr
+    # in-process (harness_main, what most CLI tests use) the same command ends the same way
+    inside = harness_main(*args)
+    assert inside.returncode == out.returncode and error_lines(inside.stderr) == error_lines(out.stderr) != []
+
+
+def test_in_process_runs_leave_the_process_as_they_found_it(base_args, tmp_path):
+    import logging
+    import os
+    import sys
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    def state():
+        root = logging.getLogger()
+        return sys.argv[:], os.getcwd(), root.handlers[:], root.level, dict(os.environ)
+
+    before = state()
+    out = harness_main(*base_args, "attack.lengths=[0,-3]", cwd=tmp_path)  # fails inside the job, after Hydra's logging
+    assert out.returncode == 2 and error_lines(out.stderr)
+    assert state() == before and not GlobalHydra.instance().is_initialized()
 
 
 def test_llama2_config_resolves(tmp_path):
