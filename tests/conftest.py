@@ -82,6 +82,71 @@ def harness_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subp
     )
 
 
+def harness_main(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`python -m harness ...` in this process: the same entry (`harness.cli.main`: Hydra with its Guard callback and
+    logging, `exits_cleanly`, the exit code from `SystemExit`), its stdout and stderr, as `harness_cli` returns them,
+    without a new interpreter's ~5 s of imports. What the process boundary itself decides (signals, kill and resume,
+    the real process's exit status) stays with `harness_cli`.
+
+    Between runs nothing leaks: sys.argv, the working folder, the environment, the root logger's handlers and every
+    logger's level, Hydra's global state, the registered secrets and the run's worst exit code are put back."""
+    import io
+    import logging
+    import traceback
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    import harness.cli
+    import harness.cli.run
+    from harness.util import secrets
+
+    argv, folder, environ = sys.argv[:], os.getcwd(), dict(os.environ)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    loggers = {name: (lg.level, lg.disabled, lg.propagate) for name, lg in logging.root.manager.loggerDict.items()
+               if isinstance(lg, logging.Logger)}
+    known = set(secrets._known)
+    out, err = io.StringIO(), io.StringIO()
+    os.environ.update(PYTHONUNBUFFERED="1", TQDM_DISABLE="1")
+    sys.argv = [str(ROOT / "harness" / "__main__.py"), *(str(a) for a in args)]  # as `python -m harness` sets it
+    harness.cli.run.worst_exit = 0
+    GlobalHydra.instance().clear()
+    root.handlers[:] = []  # as in a fresh interpreter (pytest's capturing handlers would make basicConfig a no-op)
+    root.setLevel(logging.WARNING)
+    try:
+        os.chdir(cwd or ROOT)
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                harness.cli.main()
+                code = 0
+            except SystemExit as exc:  # as the interpreter turns it into the process's status
+                code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
+                if not isinstance(exc.code, int | None):
+                    print(exc.code, file=sys.stderr)
+            except Exception:  # an uncaught exception: the interpreter prints its traceback and exits 1
+                traceback.print_exc()
+                code = 1
+    finally:
+        GlobalHydra.instance().clear()
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name, (lg_level, disabled, propagate) in loggers.items():
+            lg = logging.getLogger(name)
+            lg.setLevel(lg_level)
+            lg.disabled, lg.propagate = disabled, propagate
+        secrets._known.clear()
+        secrets._known.update(known)
+        sys.argv = argv
+        os.chdir(folder)
+        os.environ.clear()
+        os.environ.update(environ)
+    return subprocess.CompletedProcess(["harness", *map(str, args)], int(code), out.getvalue(), err.getvalue())
+
+
 @contextmanager
 def serving(server) -> Iterator[None]:
     """Serve a `socketserver` server (a fake HTTP API on loopback) in a thread while the block runs."""

@@ -7,7 +7,7 @@ import sys
 
 import pandas as pd
 import pytest
-from conftest import ROOT, call_main
+from conftest import ROOT, call_main, harness_main
 
 from harness.analysis import gate, report
 from harness.cli import gate as gate_command
@@ -101,33 +101,39 @@ def gate_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "harness", "gate", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
+def gate_in_process(*args: str) -> subprocess.CompletedProcess:
+    return harness_main("gate", *args)
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".json"])
 def test_cli_on_a_report_folder(tmp_path, suffix):
-    """End to end: report.write's asr.csv, --write-baseline, then pass, then a regression fails with exit 1."""
+    """End to end: report.write's asr.csv, --write-baseline, then pass, then a regression fails with exit 1
+    (.csv: the real process's exit codes; .json: the same entry in-process)."""
+    run_gate = gate_cli if suffix == ".csv" else gate_in_process
     run = tmp_path / "run"
     report.write([record(i, k, harmful=i < 2) for k in (0, 10) for i in range(40)], run)
     baseline = tmp_path / "baselines" / f"base{suffix}"
-    written = gate_cli(str(run), "--baseline", str(baseline), "--write-baseline")
+    written = run_gate(str(run), "--baseline", str(baseline), "--write-baseline")
     assert written.returncode == 0, written.stderr
     assert baseline.is_file()
 
-    same = gate_cli(str(run), "--baseline", str(baseline))
+    same = run_gate(str(run), "--baseline", str(baseline))
     assert same.returncode == 0, same.stdout + same.stderr
     assert "gate: passed" in same.stdout
 
     worse = tmp_path / "worse"
     report.write([record(i, k, harmful=i < (2 if k == 0 else 25)) for k in (0, 10) for i in range(40)], worse)
-    failed = gate_cli(str(worse), "--baseline", str(baseline))
+    failed = run_gate(str(worse), "--baseline", str(baseline))
     assert failed.returncode == 1
     assert "FAIL" in failed.stdout and "5.0% (2/40)" in failed.stdout and "62.5% (25/40)" in failed.stdout
 
 
 def test_cli_usage_errors_name_the_problem(tmp_path):
     (tmp_path / "empty").mkdir()
-    missing = gate_cli(str(tmp_path / "empty"), "--baseline", str(tmp_path / "b.csv"))
+    missing = gate_in_process(str(tmp_path / "empty"), "--baseline", str(tmp_path / "b.csv"))
     assert missing.returncode == 2 and "no asr.csv" in missing.stderr
     table(BASE).to_csv(tmp_path / "asr.csv", index=False)
-    bad = gate_cli(str(tmp_path / "asr.csv"), "--baseline", str(tmp_path / "b.yaml"), "--write-baseline")
+    bad = gate_in_process(str(tmp_path / "asr.csv"), "--baseline", str(tmp_path / "b.yaml"), "--write-baseline")
     assert bad.returncode == 2 and "'.yaml'" in bad.stderr and ".csv, .json" in bad.stderr
 
 

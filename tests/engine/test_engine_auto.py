@@ -9,7 +9,7 @@ import logging
 
 import pytest
 import torch
-from conftest import harness_cli
+from conftest import harness_main
 
 from harness.engine import auto
 from harness.engine.hf import HFEngine
@@ -54,7 +54,7 @@ def test_cpu_builds_the_hf_engine_and_logs_the_choice(tiny, monkeypatch, caplog)
 
 def test_default_run_uses_auto_and_records_the_engine(tiny, data_dir, tmp_path):
     out = tmp_path / "run"
-    run = harness_cli("model=local", f"model.path={tiny.folder}", "model.name=tiny", f"data_dir={data_dir}", "limit=1",
+    run = harness_main("model=local", f"model.path={tiny.folder}", "model.name=tiny", f"data_dir={data_dir}", "limit=1",
                       "attack=direct", "sampling.max_tokens=2", f"out_dir={out}")
     assert run.returncode == 0, run.stderr
     expected, _ = auto.choose(tiny)  # hf on a CPU machine

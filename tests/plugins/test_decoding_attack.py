@@ -269,10 +269,10 @@ def test_other_attacks_get_no_worst_case_rows(tmp_path):
     ("sampling.top_p=1.5", "top_p"),
 ])
 def test_cli_bad_sampling_value_is_one_clear_message(data_dir, tiny, tmp_path, override, message):
-    from conftest import harness_cli
+    from conftest import harness_main
 
-    out = harness_cli("attack=decoding", "model=local", f"model.path={tiny.folder}", f"data_dir={data_dir}", "limit=1",
-                      f"out_dir={tmp_path / 'run'}", override)
+    out = harness_main("attack=decoding", "model=local", f"model.path={tiny.folder}", f"data_dir={data_dir}", "limit=1",
+                       f"out_dir={tmp_path / 'run'}", override)
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "run" / "records.jsonl").exists()  # nothing generated, nothing counted

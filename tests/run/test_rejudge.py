@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
-from conftest import ROOT, harness_cli
+from conftest import harness_main
 
 from harness.cli import rejudge as rejudge_command
 from harness.store.records import RecordStore
 
 
 def rejudge_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
-    return subprocess.run([sys.executable, "-m", "harness", "rejudge", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return harness_main("rejudge", *args)
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +26,8 @@ def finished_run(data_dir, tiny, tmp_path_factory):
     model = root / "model"
     shutil.copytree(tiny.folder, model)
     run = root / "run"
-    out = harness_cli(f"data_dir={data_dir}", "model=local", f"model.path={model}", "model.name=tiny", "limit=3",
-                      "sampling.max_tokens=8", "attack.lengths=[0,5]", f"out_dir={run}", f"cache_dir={root / 'cache'}")
+    out = harness_main(f"data_dir={data_dir}", "model=local", f"model.path={model}", "model.name=tiny", "limit=3",
+                       "sampling.max_tokens=8", "attack.lengths=[0,5]", f"out_dir={run}", f"cache_dir={root / 'cache'}")
     assert out.returncode == 0, out.stderr
     shutil.rmtree(model)
     return run

@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import partial
 
 import pytest
-from conftest import Fixed, harness_cli, serving
+from conftest import Fixed, harness_cli, harness_main, serving
 from support.fault_server import FaultServer
 
 from harness.defense import Defense
@@ -81,7 +81,7 @@ def test_failed_requests_end_the_cli_run_with_exit_code_4_and_a_last_line(tmp_pa
 # 3. non-finite numbers are refused where they are read
 @pytest.mark.parametrize("override", ["sampling.temperature=inf", "sampling.top_p=nan", "engine.timeout=inf"])
 def test_non_finite_numbers_are_refused_before_anything_runs(tmp_path, override):
-    out = harness_cli("model=tiny", "attack=direct", "limit=1", f"out_dir={tmp_path}", "engine=openai", override)
+    out = harness_main("model=tiny", "attack=direct", "limit=1", f"out_dir={tmp_path}", "engine=openai", override)
     assert out.returncode == ExitCode.USER_ERROR and "Traceback" not in out.stderr
     key = override.split("=")[0]
     assert f"{key}=" in out.stderr and "not a finite number" in out.stderr

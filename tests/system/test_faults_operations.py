@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, harness_cli, serving
+from conftest import ROOT, harness_cli, harness_main, serving
 from support.fault_server import FaultServer
 
 from harness.errors import ExitCode
@@ -110,7 +110,7 @@ def test_a_second_run_on_a_busy_folder_stops_or_waits(server, tmp_path):
 def test_a_judge_without_key_or_server_fails_before_any_work(tmp_path):
     env_key = os.environ.pop("OPENAI_API_KEY", None)
     try:
-        out = harness_cli(*TINY, "limit=1", f"out_dir={tmp_path}", "judge=rubric")
+        out = harness_main(*TINY, "limit=1", f"out_dir={tmp_path}", "judge=rubric")
     finally:
         if env_key is not None:
             os.environ["OPENAI_API_KEY"] = env_key
@@ -120,7 +120,7 @@ def test_a_judge_without_key_or_server_fails_before_any_work(tmp_path):
 
 
 def test_an_engine_server_that_is_down_fails_before_any_work(tmp_path):
-    out = harness_cli(*TINY, "limit=1", f"out_dir={tmp_path}", "engine=openai", "engine.base_url=http://127.0.0.1:9/v1",
+    out = harness_main(*TINY, "limit=1", f"out_dir={tmp_path}", "engine=openai", "engine.base_url=http://127.0.0.1:9/v1",
                       "engine.max_retries=0")
     assert out.returncode == ExitCode.USER_ERROR and "cannot reach http://127.0.0.1:9/v1" in out.stderr
     assert "benchmark advbench" not in (tmp_path / "harness.log").read_text()

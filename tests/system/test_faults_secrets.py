@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import harness_cli, serving
+from conftest import harness_main, serving
 from support.fault_server import FaultServer
 
 KEY = "sk-planted-key-0f9e8d7c6b5a"
@@ -43,7 +43,7 @@ def secrets_for(user: str, password: str) -> list[str]:
 def run_with(server: FaultServer, tmp_path: Path, engine_url: str, judge_url: str):
     os.environ["FAULT_TEST_KEY"] = KEY
     try:
-        return harness_cli(
+        return harness_main(
             "model=tiny", "attack=direct", "limit=2", "sampling.max_tokens=3", f"out_dir={tmp_path / 'run'}",
             f"cache_dir={tmp_path / 'cache'}", "engine=openai", f"engine.base_url={engine_url}", "engine.served_model=tiny",
             "engine.api_key_env=FAULT_TEST_KEY", "engine.max_retries=0", "judge=rubric", f"judge.base_url={judge_url}",

@@ -15,12 +15,11 @@ wrapper is the cheapest defense that changes real outputs; the gate does not car
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from functools import partial
 
 import pytest
-from conftest import ROOT
+from conftest import harness_main
 
 from attacks.direct import DirectAttack
 from attacks.prefill import PrefillAttack
@@ -94,7 +93,8 @@ def evaluate(tiny, data_dir, out, words: tuple[str, ...] = WORDS) -> None:
 
 
 def gate_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", "gate", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    """`harness gate ...` in-process (the real process's exit codes: tests/analysis/test_gate.py)."""
+    return harness_main("gate", *args)
 
 
 @pytest.fixture(scope="module")

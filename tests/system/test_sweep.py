@@ -10,7 +10,7 @@ import sys
 
 import pandas as pd
 import pytest
-from conftest import ROOT, harness_cli
+from conftest import ROOT, harness_cli, harness_main
 
 
 @pytest.mark.slow
@@ -54,8 +54,8 @@ def test_report_on_a_folder_without_records_says_so(tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
                     reason="hydra-submitit-launcher not installed (pip install -e '.[slurm]')")
 def test_slurm_launcher_config_composes():
-    out = harness_cli("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=30",
-                      "model=tiny", "--cfg", "hydra")
+    out = harness_main("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=30",
+                       "model=tiny", "--cfg", "hydra")
     assert out.returncode == 0, out.stderr
     launcher = out.stdout.split("  launcher:\n", 1)[1].split("\n  sweeper:", 1)[0]
     assert "hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in launcher
