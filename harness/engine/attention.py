@@ -3,7 +3,7 @@ value head `num_key_value_groups` times (a copy of the whole cache per layer per
 passed on a CPU, although PyTorch's SDPA takes grouped heads itself (`enable_gqa`, torch >= 2.5). Registered as
 the attention implementation `sdpa_gqa` (same masks as `sdpa`) and used by the engines' decoding: the same
 outputs (bitwise on the embedded model's greedy outputs; tests/engine), and on the default job's shape
-(64 prefilled AdvBench prompts, one loaded core) 55 -> 47 s.
+(64 prefilled AdvBench prompts, one run each at one thread beside another job: indicative) 55 -> 47 s.
 Under autograd (training, GCG gradients) and off the CPU (where a masked grouped call may fall back to the
 math kernel) it hands over to transformers' own SDPA function unchanged.
 """

@@ -73,7 +73,8 @@ class TrainSettings(Frozen):
     # Encode the tokens every example of a batch starts with (the chat template's system turn: 24 of ~84 tokens of
     # the embedded model's safety SFT examples) once per batch and continue each row from a copy of their KV cache:
     # the same loss and gradients up to floating-point rounding (tests/training), fewer tokens through the model
-    # (15 % less time per step there). How, not what: not in the cache key, like the optimizer's fused kernel.
+    # (with the fused optimizer: 386 -> 308-321 s for its 152 steps, results/bench/first_run.md). How, not what:
+    # not in the cache key, like the optimizer's fused kernel.
     shared_prefix: bool = True
 
     def key(self) -> dict[str, Any]:
@@ -286,8 +287,9 @@ def fit(hf: Any, model: Model, data_fn: DataFn, first: list[Example], settings: 
     encode = Encoder(model, settings.max_length, settings.shared_prefix)
     params = [p for p in hf.parameters() if p.requires_grad]
     # The fused kernel: the same update as the default (foreach) one up to float rounding (~1e-7 after 3 steps), one
-    # pass over parameters, gradients and moments instead of several: 2.1 s -> 0.4 s per step for the embedded
-    # model on 2 loaded CPU cores. An implementation choice like an attention kernel, so not in the cache key.
+    # pass over parameters, gradients and moments instead of several: 0.93 -> 0.16 s per optimizer step for the
+    # embedded model at one thread (one run each, another job on the other core). An implementation choice like an
+    # attention kernel, so not in the cache key.
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay,
                                   fused=device.type in ("cpu", "cuda") or None)
     module, optimizer = replicas.prepare(objective_module(hf, objective), optimizer, settings.batch_size)

@@ -12,13 +12,14 @@ from harness.types import Message, Request, Sampling
 
 @pytest.fixture(scope="module")
 def gqa(smollm2_tokenizer_source, tmp_path_factory) -> Model:
-    """A tiny random Llama with grouped-query attention (2 query heads share 1 key/value head; head_dim 32),
+    """A tiny random Llama with grouped-query attention (4 query heads, 2 to each of 2 key/value heads; head_dim 32),
     weights drawn wide so greedy continuations vary and some end on EOS."""
     from test_vllm_engine import spread_model
 
     from harness.model.tiny import TinyModel
 
-    tiny = TinyModel(name="tiny-gqa", tokenizer_from=smollm2_tokenizer_source, num_heads=2, num_kv_heads=1,
+    tiny = TinyModel(name="tiny-gqa", tokenizer_from=smollm2_tokenizer_source, hidden_size=128, num_heads=4,
+                     num_kv_heads=2,
                      cache_dir=tmp_path_factory.mktemp("cache"))
     return spread_model(tiny, tmp_path_factory.mktemp("gqa") / "model")
 
@@ -30,16 +31,30 @@ def requests() -> list[Request]:
             for i, p in enumerate(prompts) for k, prefill in enumerate(("", "Sure, here", "Sure, here is how to"))]
 
 
-def test_engine_decoding_equals_generate_with_grouped_query_attention(gqa):
+def test_engine_decoding_is_the_same_with_and_without_the_kernels(gqa, monkeypatch):
+    """The same engine, batches and draws with transformers' SDPA and `DynamicCache` vs with `sdpa_gqa` and
+    `GrowingLayer`: the same outputs, sampled rows included (greedy rows also equal `generate`'s)."""
+    from transformers.cache_utils import DynamicCache
+
+    import harness.engine.attention as attention
+    import harness.engine.kv_cache as kv_cache
+
     assert gqa.hf.config.num_key_value_heads < gqa.hf.config.num_attention_heads
     reqs = requests()
-    plain = HFEngine(gqa, batch_size=8, progress=False, prefix_reuse=False).generate(reqs)  # transformers' sdpa
+    gqa.hf.set_attn_implementation("sdpa")  # whatever ran before
+    with monkeypatch.context() as m:
+        m.setattr(attention, "use_sdpa_gqa", lambda hf: None)
+        m.setattr(kv_cache, "growing_cache", lambda hf: DynamicCache(config=hf.config))
+        before = HFEngine(gqa, batch_size=8, progress=False).generate(reqs)
     assert gqa.hf.config._attn_implementation == "sdpa"
     fast = HFEngine(gqa, batch_size=8, progress=False).generate(reqs)
     assert gqa.hf.config._attn_implementation == "sdpa_gqa"
-    assert [(c.text, c.finish_reason) for c in fast] == [(c.text, c.finish_reason) for c in plain]
+    assert [(c.text, c.finish_reason) for c in fast] == [(c.text, c.finish_reason) for c in before]
     sampled = [c.text for c in fast if c.request.behavior_id == "b1-2"]
     assert len(sampled) == 3 and len(set(sampled)) > 1  # samples of one prompt forked: the cache was reordered
+    greedy = [r for r in reqs if r.sampling.greedy]
+    reference = HFEngine(gqa, batch_size=8, progress=False, prefix_reuse=False).generate(greedy)  # `generate`
+    assert [c.text for c in fast if c.request.sampling.greedy] == [c.text for c in reference]
 
 
 def test_sdpa_gqa_matches_sdpa_and_hands_autograd_back(gqa):
@@ -49,7 +64,7 @@ def test_sdpa_gqa_matches_sdpa_and_hands_autograd_back(gqa):
 
     layer = gqa.hf.model.layers[0].self_attn
     g = torch.Generator().manual_seed(0)
-    query, key, value = (torch.randn(3, h, 5, 32, generator=g) for h in (2, 1, 1))
+    query, key, value = (torch.randn(3, h, 5, 32, generator=g) for h in (4, 2, 2))
     mask = torch.ones(3, 1, 5, 5, dtype=torch.bool).tril()
     mask[0, :, :, :2] = False
     mask[0, :, :2, 0] = True  # the padded row's first queries attend to something
