@@ -225,7 +225,7 @@ def main() -> None:
         model = instantiate(config.compose([f"model={name}", f"data_dir={DATA}"]).model)  # trained cards need the data
         model.hf  # load once, outside the timings
         low = low_precision(model.hf, args.precision)
-        scoring[name] = (f"{low} autocast, candidates within {LOW_MARGIN} of the lowest re-scored in float32" if low
+        scoring[name] = (f"{low} model copy, candidates within {LOW_MARGIN} of the lowest re-scored in float32" if low
                          else "model precision")
         curves[name] = {}
         for b in behaviors:

@@ -18,26 +18,34 @@ What makes scoring fast, without changing which candidate wins:
   stages of target tokens (`bounds`); after each stage a candidate whose partial loss already
   exceeds the best complete loss found so far cannot win and is dropped. The winner and its
   loss are the same as scoring every candidate in full (up to float rounding, `TOLERANCE`).
-- Low precision, exact winner: on hardware with native bf16 (`precision="auto"`), a
-  float32 model scores the candidates under bf16 autocast (the matmuls in bf16, the residual
-  stream and the cross-entropy in float32), keeps every candidate within `LOW_MARGIN` of the
-  lowest bf16 loss (the bound prunes against that margin too), and re-scores that shortlist
-  in float32. The winner and its loss are the float32 ones whenever the bf16 error of every
-  candidate's loss is below `LOW_MARGIN / 2` (an assumption, checked on the tiny model by
-  the tests; the bench re-scores the found suffixes in float32); the gradient is always
-  taken in the model's own precision. `precision="float32"` turns it off.
+- Low precision, float32 winner: on hardware with native bf16 (`precision="auto"`), a
+  float32 model scores the candidates with a bf16 copy of itself (made once per scorer:
+  half the model's memory more; weights, activations and keys/values in bf16, the
+  cross-entropy in float32), keeps every candidate within `LOW_MARGIN` of the lowest bf16
+  loss (the bound prunes against that margin too), and re-scores that shortlist in float32.
+  The winner and its loss are the float32 ones when the float32 winner's bf16 loss is within
+  `LOW_MARGIN` of the lowest bf16 loss (certain if every bf16 error is below `LOW_MARGIN / 2`;
+  measured, not guaranteed: on the embedded model it was within 0.022 at each of 12 held-out
+  steps, though single errors reached 0.04: bench/gcg_precision.py, docs/gcg.md); the
+  gradient is always taken in the model's own precision.
+  `precision="float32"` turns it off. (A bf16 copy, not autocast: autocast keeps the
+  residual stream in float32 and casts activations at every matmul, which on a 2-core CPU
+  cost as much time as bf16 saved in the matmuls.)
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from attacks.gcg import kv
+from attacks.gcg.attention import use_gqa_matmul
 from attacks.gcg.batching import AutoBatch
 from attacks.gcg.slot import SuffixSlot
+from harness.engine.attention import sdpa_gqa_within
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:
@@ -51,8 +59,28 @@ PRUNE_AT_LEAST = 0.2  # drop rows from a batch's cache only when at least this s
 MIN_SAVING = 0.1  # stages that saved less than this share of the tokens ...
 RETRY_AFTER = 4  # ... are skipped for this many steps (each stage costs a forward call and a cache copy)
 LOW_MARGIN = 0.05  # bf16 scoring: candidates this close to the lowest bf16 loss are re-scored in float32
-MAX_RESCORE = 64  # ... at most this many (the lowest bf16 losses)
+MAX_RESCORE = 16  # ... at most this many (the lowest bf16 losses; the float32 winner ranked <= 3 under bf16 in 12 held-out steps)
 PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+@contextmanager
+def contiguous_head(model: PreTrainedModel) -> Iterator[None]:
+    """Feed the output head a contiguous input while inside.
+
+    With `logits_to_keep`, transformers' causal LMs apply the head to a slice of the hidden
+    states (`hidden[:, -k:]`), which is not contiguous; a linear layer over it ran 2.5x
+    slower in float32 and 25x slower in bf16 on this CPU than over a contiguous copy
+    (a [40, 12, 576] slice through SmolLM2's 49152 x 576 head: 471 vs 189 ms, 2004 vs 81 ms).
+    """
+    head = model.get_output_embeddings()
+    if head is None:
+        yield
+        return
+    handle = head.register_forward_pre_hook(lambda _module, args: (args[0].contiguous(), *args[1:]))
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def upcast(logits: torch.Tensor) -> torch.Tensor:
@@ -117,7 +145,7 @@ def native_bf16(device: torch.device | str) -> bool:
 
 
 def low_precision(hf: PreTrainedModel, precision: str) -> torch.dtype | None:
-    """The dtype candidates are scored in under autocast, or None for the model's own precision."""
+    """The dtype of the model copy candidates are scored with, or None for the model's own precision."""
     import torch
 
     if precision not in PRECISIONS:
@@ -136,6 +164,7 @@ class Scorer:
             raise HarnessError("attack=gcg: no behaviors to optimize a suffix for")
         self.low = low_precision(hf, precision)  # None: score in the model's precision
         self.hf = hf
+        self._low_model: PreTrainedModel | None = None
         self.config = hf.config
         self.device = hf.device
         self.batching = batching or AutoBatch()
@@ -145,6 +174,17 @@ class Scorer:
         self.skip_stages = 0  # steps left to run without intermediate bounds (they did not pay lately)
 
     # --- set-up ----------------------------------------------------------------------
+    @property
+    def low_model(self) -> PreTrainedModel:
+        """The model in `self.low` (a copy made on first use, kept for the scorer's life)."""
+        import copy
+
+        if self._low_model is None:
+            assert self.low is not None
+            self._low_model = copy.deepcopy(self.hf).to(self.low).eval()
+            use_gqa_matmul(self._low_model)  # short query blocks: two matmuls beat the fused kernel (attacks/gcg/attention.py)
+        return self._low_model
+
     def _tensor(self, ids: Sequence[int]) -> torch.Tensor:
         import torch
 
@@ -184,7 +224,7 @@ class Scorer:
         onehot = onehot.to(self.embedding.weight.dtype).requires_grad_(True)
         grad = torch.zeros(onehot.shape, dtype=torch.promote_types(onehot.dtype, torch.float32), device=self.device)
         total, snapshots = 0.0, []
-        with torch.enable_grad():
+        with torch.enable_grad(), contiguous_head(self.hf):
             for part in self.parts:
                 loss, cache = self.relaxed_loss(onehot, part)
                 (g,) = torch.autograd.grad(loss / len(self.parts), onehot)
@@ -194,7 +234,8 @@ class Scorer:
         return Gradient(grad=grad, loss=total, kv=snapshots)
 
     # --- candidate losses ----------------------------------------------------------------
-    def _stage(self, part: Part, candidates: torch.Tensor, position: int, snapshot: kv.KV, done: int, upto: int, cache):
+    def _stage(self, model: PreTrainedModel, part: Part, candidates: torch.Tensor, position: int, snapshot: kv.KV,
+               done: int, upto: int, cache):
         """Run the tokens that predict target tokens [done, upto); returns (summed cross-entropy [rows], cache, tokens)."""
         import torch
 
@@ -205,30 +246,34 @@ class Scorer:
             cache = kv.shared(snapshot, part.prefix_len + position, rows, self.config)
         else:
             inputs = part.target[done - 1 : upto - 1].expand(rows, -1)
-        out = self.hf(input_ids=inputs, past_key_values=cache, use_cache=True, logits_to_keep=upto - done)
+        out = model(input_ids=inputs, past_key_values=cache, use_cache=True, logits_to_keep=upto - done)
         logits = upcast(out.logits)
         ce = torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), part.target[done:upto].repeat(rows), reduction="none"
         ).view(rows, -1).sum(-1)
         return ce, out.past_key_values, inputs.numel()
 
-    def _score_batch(self, candidates: torch.Tensor, position: int, grad: Gradient, bound: float | None,
-                     stats: ScoreStats, staged: bool = True) -> torch.Tensor:
-        """Losses of one batch (all changing positions >= `position`); rows that cannot beat `bound` get +inf."""
+    def _score_batch(self, candidates: torch.Tensor, position: int, snapshots: list[kv.KV], bound: float | None,
+                     stats: ScoreStats, staged: bool = True, low: bool = False) -> torch.Tensor:
+        """Losses of one batch (all changing positions >= `position`); rows that cannot beat `bound` get +inf.
+
+        `snapshots`: per slot, the keys/values of prefix + current suffix in the scoring model's dtype;
+        `low`: score with the bf16 copy (bound with `LOW_MARGIN`)."""
         import torch
 
         rows = candidates.shape[0]
-        margin = LOW_MARGIN if torch.is_autocast_enabled(self.device.type) else TOLERANCE
+        model = self.low_model if low else self.hf
+        margin = LOW_MARGIN if low else TOLERANCE
         acc = torch.zeros(rows, dtype=torch.float64, device=self.device)
         dead = torch.zeros(rows, dtype=torch.bool, device=self.device)  # proven not to beat the bound
         m = len(self.parts)
-        for p_index, (part, snapshot) in enumerate(zip(self.parts, grad.kv, strict=True)):
+        for p_index, (part, snapshot) in enumerate(zip(self.parts, snapshots, strict=True)):
             alive = (~dead).nonzero().squeeze(1)  # rows in this slot's cache (pruned ones may linger in it)
             stats.full_tokens += rows * (candidates.shape[1] - position + len(part.after) + len(part.target) - 1)
             stages = part.stages if staged else part.stages[-1:]
             cache, done = None, 0
             for s_index, upto in enumerate(stages):
-                ce, cache, tokens = self._stage(part, candidates[alive.cpu()], position, snapshot, done, upto, cache)
+                ce, cache, tokens = self._stage(model, part, candidates[alive.cpu()], position, snapshot, done, upto, cache)
                 stats.forward_tokens += tokens
                 acc[alive] += ce.double() / (len(part.target) * m)
                 done = upto
@@ -276,12 +321,13 @@ class Scorer:
                prune: bool = False, staged: bool = True, low: bool = False) -> tuple[torch.Tensor, ScoreStats]:
         """Loss of every candidate (with `prune`, +inf for those proven not to be the best).
 
-        With `low` (and a low-precision scorer), in bf16 under autocast: approximate losses,
-        and pruning keeps every candidate within `LOW_MARGIN` of the best.
+        With `low` (and a low-precision scorer), by the bf16 copy: approximate losses, and pruning
+        keeps every candidate within `LOW_MARGIN` of the best.
         """
         import torch
 
-        autocast = torch.autocast(self.device.type, dtype=self.low or torch.bfloat16, enabled=low and self.low is not None)
+        low = low and self.low is not None
+        snapshots = [[(k.to(self.low), v.to(self.low)) for k, v in layers] for layers in grad.kv] if low else grad.kv
 
         def score() -> tuple[torch.Tensor, ScoreStats]:
             stats = ScoreStats(candidates=len(candidates), staged=prune and staged)
@@ -289,18 +335,21 @@ class Scorer:
             best = None
             # batches that start late in the suffix are the cheapest: score them first for an early bound
             tail = sum(len(p.after) + len(p.target) - 1 for p in self.parts) // len(self.parts)  # per forward pass
-            with autocast:  # one context for all batches: the weights are cast to bf16 once
-                for start, end in reversed(self.batching.plan(positions, candidates.shape[1], tail, self.device)):
-                    stats.batches += 1
-                    with torch.inference_mode():
-                        batch = self._score_batch(candidates[start:end], int(positions[start]), grad,
-                                                  best if prune else None, stats, staged=prune and staged)
-                    out[start:end] = batch.cpu()
-                    lowest = float(batch.min())
-                    best = lowest if best is None else min(best, lowest)
+            for start, end in reversed(self.batching.plan(positions, candidates.shape[1], tail, self.device)):
+                stats.batches += 1
+                with torch.inference_mode():
+                    batch = self._score_batch(candidates[start:end], int(positions[start]), snapshots,
+                                              best if prune else None, stats, staged=prune and staged, low=low)
+                out[start:end] = batch.cpu()
+                lowest = float(batch.min())
+                best = lowest if best is None else min(best, lowest)
             return out, stats
 
-        return self.batching.run(score, len(candidates))
+        if low:
+            with contiguous_head(self.low_model):
+                return self.batching.run(score, len(candidates))
+        with contiguous_head(self.hf), sdpa_gqa_within(self.hf):  # the model is borrowed: restored after
+            return self.batching.run(score, len(candidates))
 
     # --- reference: the plain full forward ----------------------------------------------------
     def full_losses(self, candidates: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,8 @@ math kernel) it hands over to transformers' own SDPA function unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 NAME = "sdpa_gqa"
@@ -47,3 +49,15 @@ def use_sdpa_gqa(hf: Any) -> None:
         AttentionInterface.register(NAME, sdpa_gqa_forward)
         AttentionMaskInterface.register(NAME, sdpa_mask)
     hf.set_attn_implementation(NAME)
+
+
+@contextmanager
+def sdpa_gqa_within(hf: Any) -> Iterator[None]:
+    """`use_sdpa_gqa` while inside, the model's own implementation again after (for code that borrows a model)."""
+    before = getattr(hf.config, "_attn_implementation", None)
+    use_sdpa_gqa(hf)
+    try:
+        yield
+    finally:
+        if before != getattr(hf.config, "_attn_implementation", None):
+            hf.set_attn_implementation(before)

@@ -94,7 +94,7 @@ def test_bound_drops_only_candidates_that_cannot_win(tiny):
     stats = type(scorer.losses(candidates[:1], positions[:1], grad)[1])()
     with torch.no_grad():
         start = int(positions[0])
-        got = scorer._score_batch(candidates, start, grad, bound, stats).cpu()
+        got = scorer._score_batch(candidates, start, grad.kv, bound, stats).cpu()
     finite = torch.isfinite(got)
     assert 0 < stats.pruned < len(candidates) and int((~finite).sum()) == stats.pruned
     assert torch.allclose(got[finite], full[finite], atol=1e-4)
@@ -123,6 +123,33 @@ def test_bf16_scoring_picks_and_reports_the_float32_winner(tiny, monkeypatch, ma
         assert index == int(full.argmin()) and stats.rescored >= 1
     else:
         assert stats.rescored >= 1 and float(approx[index]) == pytest.approx(float(approx.min()), abs=1e-2)  # bf16 ties
+
+
+def test_scoring_borrows_the_model_and_leaves_it_as_it_was(smollm2_tokenizer_source, tmp_path_factory):
+    """Candidate scoring switches a grouped-query model to `sdpa_gqa` and feeds its head a contiguous input only
+    while it scores: the losses equal a plain forward's, and afterwards the model has its own attention and no hook;
+    the bf16 copy is the scorer's own (the model stays float32)."""
+    from harness.model.tiny import TinyModel
+
+    gqa = TinyModel(name="tiny-gqa", tokenizer_from=smollm2_tokenizer_source, hidden_size=128, num_heads=4,
+                    num_kv_heads=2, cache_dir=tmp_path_factory.mktemp("cache"))
+    head = gqa.hf.get_output_embeddings()
+    assert gqa.hf.config._attn_implementation == "sdpa"
+    slots = [SuffixSlot.build(gqa, B1), SuffixSlot.build(gqa, B2)]
+    scorer, grad, candidates, positions = random_candidates(gqa, slots, suffix_ids(gqa), width=16)
+    seen = []
+    handle = head.register_forward_hook(lambda _m, args, _out: seen.append(args[0].is_contiguous()))  # what it ran on
+    try:
+        losses, _ = scorer.losses(candidates, positions, grad)
+    finally:
+        handle.remove()
+    assert seen and all(seen)  # every head call got a contiguous input
+    assert torch.allclose(losses, scorer.full_losses(candidates), atol=1e-4)
+    assert gqa.hf.config._attn_implementation == "sdpa" and not head._forward_pre_hooks
+    low = Scorer(gqa.hf, slots, precision="bfloat16")
+    approx, _ = low.losses(candidates, positions, grad, low=True)
+    assert low.low_model is not gqa.hf and low.low_model.dtype == torch.bfloat16 and gqa.hf.dtype == torch.float32
+    assert (approx - losses).abs().max() < 0.1 and gqa.hf.config._attn_implementation == "sdpa"
 
 
 def test_precision_choices(tiny):
@@ -340,3 +367,26 @@ def test_checkpoints_are_in_the_key_and_must_be_reached():
     assert GCGAttack(steps=3, checkpoints=[1]).settings.identity()["checkpoints"] == [1]
     with pytest.raises(HarnessError, match=r"checkpoints \[5\] outside 0..steps=3"):
         GCGAttack(steps=3, checkpoints=[1, 5])
+
+
+@pytest.mark.parametrize("q_len, masked", [(1, False), (4, True), (7, True)])
+def test_gqa_matmul_attention_matches_sdpa(q_len, masked):
+    """The bf16 copy's attention (two matmuls over grouped heads, float32 softmax) computes what SDPA computes,
+    for a query block after cached keys with transformers' boolean mask, and a single unmasked query."""
+    from attacks.gcg.attention import gqa_matmul_forward
+
+    class Module:
+        num_key_value_groups = 3
+
+    gen = torch.Generator().manual_seed(0)
+    query = torch.randn(5, 6, q_len, 32, generator=gen)
+    key, value = (torch.randn(5, 2, 11, 32, generator=gen) for _ in range(2))
+    mask = None
+    if masked:  # causal over the block, every cached key visible; row 0 also hides its first two keys
+        mask = torch.ones(q_len, 11, dtype=torch.bool).tril(11 - q_len)[None, None].repeat(5, 1, 1, 1)
+        mask[0, :, :, :2] = False
+    with torch.inference_mode():
+        got, _ = gqa_matmul_forward(Module(), query, key, value, mask, scaling=0.2)
+        want = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=0.2,
+                                                                enable_gqa=True).transpose(1, 2)
+    assert got.shape == (5, q_len, 6, 32) and torch.allclose(got, want, atol=1e-5)
