@@ -19,8 +19,11 @@ per behavior (GCG, crescendo).
 
 from __future__ import annotations
 
+import copy
+import functools
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -68,6 +71,15 @@ class Axis(ABC):
             raise HarnessError(f"depth_profile: axis {label!r} repeats a strength: {self.strengths}")
         if limit is not None and limit < 1:
             raise HarnessError(f"depth_profile: axis {label!r} has limit={limit}; give a number of behaviors >= 1 or null")
+
+    def with_attack(self, overrides: Mapping[str, Any] | None) -> Axis:
+        """This axis with some of its attack's settings replaced (one system's: e.g. refusal ablation folded into
+        the weights for a system whose decoding its hooks cannot reach); itself when there are none."""
+        if not overrides:
+            return self
+        clone = copy.copy(self)
+        clone.attack = functools.partial(self.attack, **dict(overrides))
+        return clone
 
     def benchmark(self, harmful: Benchmark) -> Benchmark:
         """The experiment's harmful set, or `limit` behaviors of it drawn by the set's own rule (stratified or first)."""

@@ -10,7 +10,9 @@ difference in points with its exact 95 % interval and McNemar's exact p, Holm-ad
 (every axis, strength, front and system). A difference whose Holm p is 0.05 or more is no measured difference,
 and the tables say so. Every cell is an ordinary run folder under `out_dir/<system>/<axis>/<run>/`, so an
 interrupted experiment resumes where it stopped; an axis a system cannot take (a white-box attack on an API
-model) is a row that says why, not a crash.
+model) is a row that says why, not a crash. A system may change an axis's attack settings for itself
+(`driver.systems.<label>.axes.<axis>: {setting: value}`): the safety-signal system takes refusal ablation folded
+into the weights (`orthogonalize: true`), since its own decoding engine is out of the hooks' reach.
 
 Writes `depth_profile.csv` (long: one row per system x axis x strength), `depth_profile.md` (one table per
 system) and `depth_profile_<system>.png` (one panel per axis, the system against the reference, with bands).
@@ -59,6 +61,12 @@ class DepthProfile:
             raise HarnessError("experiment=depth_profile: no systems (driver.systems is empty)")
         if not axes:
             raise HarnessError("experiment=depth_profile: no attack axes (driver.axes is empty)")
+        self.overrides = {label: dict(system.get("axes") or {}) for label, system in systems.items()}
+        for label, by_axis in self.overrides.items():
+            unknown = sorted(set(by_axis) - set(axes))
+            if unknown:
+                raise HarnessError(f"experiment=depth_profile: driver.systems.{label}.axes names {unknown}, which "
+                                   f"are not axes; choose from {sorted(axes)}")
         if reference is not None and reference not in self.systems:
             raise HarnessError(f"experiment=depth_profile: driver.reference={reference!r} is not a system; "
                                f"choose one of {sorted(self.systems)} or null (no paired comparison)")
@@ -112,7 +120,8 @@ class DepthProfile:
         for label, (model, defense) in self.systems.items():
             for name, shown, axis in plan:
                 try:
-                    verdicts = (self.axis(model, defense, label, name, axis) if axis is not None
+                    verdicts = (self.axis(model, defense, label, name, axis.with_attack(self.overrides[label].get(name)))
+                                if axis is not None
                                 else {"harmful": {"-": self.benign(model, defense, label, name)}})
                 except HarnessError as exc:  # this system cannot take this axis: said in the table, the rest runs
                     log.warning("depth_profile: %s / %s: %s", label, name, exc)

@@ -17,6 +17,7 @@ from benchmarks.gsm8k import GSM8K
 from benchmarks.xstest import XSTest
 from experiments.depth_axes import Each, Steps, Toggle, Within, broken
 from experiments.depth_profile import DepthProfile
+from harness.analysis import report
 from harness.analysis.stats import count_interval, exact_paired_difference, holm
 from harness.errors import HarnessError
 from harness.judge.base import Judge
@@ -113,6 +114,7 @@ def driver(tiny, data_dir, tmp_path):
             over_refusal=xstest, utility=gsm8k, utility_judge=ExactMatchJudge())
         return DepthProfile(**{**values, **changes})
     build.engines = engines
+    build.keywords = {"tiny": tiny, "weak": weak}
     return build
 
 
@@ -161,6 +163,22 @@ def test_an_axis_a_system_cannot_take_is_a_row_that_says_why(driver):
                    over_refusal=None)()
     assert list(table["note"]) == ["attack=gcg needs HF weights; model 'api' has none"] * 2
     assert table["n"].tolist() == [0, 0] and math.isnan(table["percent"].iloc[0])
+
+
+def test_a_system_changes_an_axis_attack_for_itself_only(driver, tmp_path):
+    """`driver.systems.<label>.axes.<axis>`: the weak system's toggle prefills 5 tokens instead of 10; the reference
+    keeps the axis as configured (its folder's records say k = 10, the weak system's k = 5)."""
+    systems = {"aligned": {"model": driver.keywords["tiny"]}, "weak": {"model": driver.keywords["weak"],
+                                                                      "axes": {"toggle": {"lengths": [5]}}}}
+    axes = {"toggle": Toggle(functools.partial(PrefillAttack, lengths=[10]), label="prefill on")}
+    table = driver(systems=systems, axes=axes, utility=None, over_refusal=None)().set_index(["system", "strength"])
+    assert table.loc[("aligned", "on"), "percent"] == 100.0 and table.loc[("weak", "on"), "percent"] == 100.0
+    ks = {label: {r.completion.request.params["k"] for r in report.load_folders([tmp_path / "out" / label / "toggle" / "on"])}
+          for label in ("aligned", "weak")}
+    assert ks == {"aligned": {10}, "weak": {5}}
+    with pytest.raises(HarnessError, match=r"driver.systems.weak.axes names \['gcg'\], which are not axes; "
+                                           r"choose from \['toggle'\]"):
+        driver(systems={**systems, "weak": {"model": driver.keywords["weak"], "axes": {"gcg": {"steps": 5}}}}, axes=axes)
 
 
 @pytest.mark.parametrize(("changes", "message"), [
