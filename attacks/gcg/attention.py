@@ -46,14 +46,7 @@ def gqa_matmul_forward(module: Any, query: Any, key: Any, value: Any, attention_
 
 def use_gqa_matmul(hf: Any) -> None:
     """Switch a model (the scorer's own copy) that uses `sdpa` or `sdpa_gqa` to `gqa_matmul`."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
     from harness.engine.attention import NAME as SDPA_GQA
+    from harness.engine.attention import switch_attention
 
-    if getattr(hf.config, "_attn_implementation", None) not in ("sdpa", SDPA_GQA):
-        return
-    if NAME not in AttentionInterface._global_mapping:
-        AttentionInterface.register(NAME, gqa_matmul_forward)
-        AttentionMaskInterface.register(NAME, sdpa_mask)
-    hf.set_attn_implementation(NAME)
+    switch_attention(hf, NAME, gqa_matmul_forward, replaces=("sdpa", SDPA_GQA))

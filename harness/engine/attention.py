@@ -38,17 +38,23 @@ def sdpa_gqa_forward(module: Any, query: Any, key: Any, value: Any, attention_ma
     return out.transpose(1, 2).contiguous(), None
 
 
-def use_sdpa_gqa(hf: Any) -> None:
-    """Switch a loaded transformers model that uses `sdpa` to `sdpa_gqa` (registered once per process)."""
+def switch_attention(hf: Any, name: str, forward: Any, replaces: tuple[str, ...] = ("sdpa",)) -> None:
+    """Switch a loaded transformers model whose attention is one of `replaces` to `forward`, registered once per
+    process as `name` with SDPA's masks; other models (eager, flash) are left as they are."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    if getattr(hf.config, "_attn_implementation", None) != "sdpa":
+    if getattr(hf.config, "_attn_implementation", None) not in replaces:
         return
-    if NAME not in AttentionInterface._global_mapping:
-        AttentionInterface.register(NAME, sdpa_gqa_forward)
-        AttentionMaskInterface.register(NAME, sdpa_mask)
-    hf.set_attn_implementation(NAME)
+    if name not in AttentionInterface._global_mapping:
+        AttentionInterface.register(name, forward)
+        AttentionMaskInterface.register(name, sdpa_mask)
+    hf.set_attn_implementation(name)
+
+
+def use_sdpa_gqa(hf: Any) -> None:
+    """Switch a loaded transformers model that uses `sdpa` to `sdpa_gqa`."""
+    switch_attention(hf, NAME, sdpa_gqa_forward)
 
 
 @contextmanager

@@ -149,6 +149,7 @@ def test_scoring_borrows_the_model_and_leaves_it_as_it_was(smollm2_tokenizer_sou
     low = Scorer(gqa.hf, slots, precision="bfloat16")
     approx, _ = low.losses(candidates, positions, grad, low=True)
     assert low.low_model is not gqa.hf and low.low_model.dtype == torch.bfloat16 and gqa.hf.dtype == torch.float32
+    assert low.low_model.config._attn_implementation == "gqa_matmul"  # the copy's own attention, not the model's
     assert (approx - losses).abs().max() < 0.1 and gqa.hf.config._attn_implementation == "sdpa"
 
 
